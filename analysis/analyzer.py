@@ -1,0 +1,289 @@
+"""Run-level analysis: events, run class, flags, phases, memorization -> ``AnalysisResult``.
+
+``analyze_run(path)`` reads a run directory (``load_run``); ``analyze_trace(trace)``
+takes anything with the reader API (``names``, ``series``, ``array_names``, ``arrays``,
+``meta``), e.g. a :class:`~phasewatch.analysis.memtrace.MemoryTrace`.
+
+Example:
+    >>> import numpy as np
+    >>> from phasewatch.analysis.memtrace import MemoryTrace
+    >>> s = np.arange(0, 5000, 10)
+    >>> t = MemoryTrace({"train/acc": (s, (s >= 100) * 1.0), "val/acc": (s, (s >= 2000) * 1.0)})
+    >>> analyze_trace(t).run_class
+    'grokking'
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .classify import ClassifyConfig, classify_run, still_rising
+from .events import Event, detect_spikes, fit_transition, threshold_event
+from .signals import clean, level_at, running_median
+
+__all__ = ["SCHEMA_VERSION", "AnalysisConfig", "AnalysisResult", "analyze_trace", "analyze_run",
+           "write_analysis"]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What to analyze and with which thresholds. ``classify`` holds the class rules."""
+
+    classify: ClassifyConfig = ClassifyConfig()
+    extra_thresholds: tuple = (0.9, 0.95)
+    train_acc: str = "train/acc"
+    val_acc: str = "val/acc"
+    train_loss: str = "train/loss"
+    val_loss: str = "val/loss"
+    phases: bool = True
+    memorization: bool = True
+
+    @property
+    def threshold(self) -> float:
+        return self.classify.threshold
+
+    def with_threshold(self, threshold: float) -> "AnalysisConfig":
+        return replace(self, classify=replace(self.classify, threshold=threshold))
+
+    def to_dict(self) -> dict:
+        return {"classify": self.classify.to_dict(), "extra_thresholds": list(self.extra_thresholds),
+                "train_acc": self.train_acc, "val_acc": self.val_acc,
+                "train_loss": self.train_loss, "val_loss": self.val_loss}
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything ``phasewatch analyze`` reports; ``to_dict`` is the analysis.json content."""
+
+    run: str | None
+    run_class: str
+    censored: bool
+    class_reason: str
+    budget: int | None
+    flags: tuple
+    events: tuple
+    thresholds: dict
+    transitions: dict
+    phases: dict
+    memorization: dict
+    insufficient: tuple
+    series: tuple
+    config: dict = field(default_factory=dict)
+
+    def event(self, name: str) -> Event | None:
+        """The first event called ``name`` (None if absent)."""
+        for e in self.events:
+            if e.name == name:
+                return e
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": self.run,
+            "run_class": self.run_class,
+            "censored": self.censored,
+            "class_reason": self.class_reason,
+            "budget": self.budget,
+            "flags": list(self.flags),
+            "events": [e.to_dict() for e in self.events],
+            "thresholds": self.thresholds,
+            "transitions": self.transitions,
+            "phases": self.phases,
+            "memorization": self.memorization,
+            "insufficient": list(self.insufficient),
+            "series": list(self.series),
+            "config": self.config,
+        }
+
+    def summary(self) -> str:
+        """A short human summary (the same numbers as ``to_dict``)."""
+        lines = [f"run: {self.run or '<memory>'}  (budget {self.budget} steps)",
+                 f"class: {self.run_class}{' (censored: not yet)' if self.censored else ''}"
+                 f" - {self.class_reason}"]
+        if self.flags:
+            lines.append("flags: " + ", ".join(self.flags))
+        for e in self.events:
+            if e.step is None:
+                continue
+            lines.append(f"  {e.name:<28} step {e.step:>9}  [{e.low}, {e.high}]  ({e.signal})")
+        ph = self.phases.get("phases") if isinstance(self.phases, dict) else None
+        if ph:
+            lines.append("phases: " + ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in ph))
+        mem = self.memorization
+        if isinstance(mem, dict) and mem.get("o1"):
+            o1 = mem["o1"]
+            lines.append(f"memorization onset O1 {o1.get('onset')}, t50 {o1.get('t50')}, t90 {o1.get('t90')}")
+        for note in self.insufficient:
+            lines.append(f"  note: {note}")
+        return "\n".join(lines)
+
+
+def _get(trace, name):
+    if name not in trace.names():
+        return None
+    s, v = trace.series(name)
+    return np.asarray(s), np.asarray(v, dtype=np.float64)
+
+
+def _ungrok(steps, values, thr, drop) -> Event | None:
+    """val reached ``thr`` (running median) and later fell below ``thr - drop`` and stayed."""
+    if steps.size < 5:
+        return None
+    sm = running_median(values, 5)
+    up = np.flatnonzero(sm >= thr)
+    if up.size == 0 or sm[-1] >= thr - drop:
+        return None
+    down = np.flatnonzero(sm[up[0]:] < thr - drop) + up[0]
+    i = int(down[0])
+    return Event("ungrokking", int(steps[i]), int(steps[max(i - 1, 0)]), int(steps[i]), "val/acc",
+                 {"reached_at": int(steps[up[0]]), "final": float(sm[-1]), "drop": drop})
+
+
+def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | None = None) -> AnalysisResult:
+    """Analyze one trace (reader API) and return an :class:`AnalysisResult`."""
+    cc = config.classify
+    thr = cc.threshold
+    events: list[Event] = []
+    flags: list[str] = []
+    insufficient: list[str] = []
+    transitions: dict = {}
+    thresholds: dict = {}
+    names = list(trace.names())
+    tr, va = _get(trace, config.train_acc), _get(trace, config.val_acc)
+    budgets = [int(np.max(trace.series(n)[0])) for n in names if len(trace.series(n)[0])]
+    budget = max(budgets) if budgets else None
+
+    # divergence: any non-finite in the core series
+    bad = []
+    for n in (config.train_loss, config.val_loss, config.train_acc, config.val_acc):
+        got = _get(trace, n)
+        if got is not None:
+            _, _, b = clean(*got)
+            if b is not None:
+                bad.append((b, n))
+    if bad:
+        b, n = min(bad)
+        flags.append("diverged")
+        events.append(Event("diverged", b, b, b, n, {"first_nonfinite_step": b}))
+
+    cleaned = {}
+    for key, got, label, evname in ((config.train_acc, tr, "train", "memorization"),
+                                    (config.val_acc, va, "val", "generalization")):
+        if got is None:
+            insufficient.append(f"insufficient data for {evname}: no series {key!r}")
+            continue
+        s, v, _ = clean(*got)
+        if s.size < 3:
+            insufficient.append(f"insufficient data for {evname}: {s.size} finite points in {key!r}")
+            continue
+        cleaned[label] = (s, v)
+        for t in sorted({thr, *config.extra_thresholds}):
+            e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis)
+            thresholds.setdefault(f"{t:g}", {})[evname] = None if e is None else e.to_dict()
+            if t == thr and e is not None:
+                events.append(e)
+        tx = fit_transition(s, v, signal=key, name=evname)
+        if tx is not None:
+            transitions[key] = tx.to_dict()
+            events.extend([tx.onset, tx.midpoint, tx.completion])
+
+    ev_mem = next((e for e in events if e.name == "memorization"), None)
+    ev_gen = next((e for e in events if e.name == "generalization"), None)
+    have_train, have_val = "train" in cleaned, "val" in cleaned
+    val_rising = have_val and still_rising(*cleaned["val"], delta=cc.rising_delta)
+    train_rising = have_train and still_rising(*cleaned["train"], delta=cc.rising_delta)
+    rc = classify_run(ev_mem.step if ev_mem else None, ev_gen.step if ev_gen else None,
+                      budget=budget or 0, have_train=have_train, have_val=have_val,
+                      val_rising=val_rising, train_rising=train_rising, config=cc)
+
+    if have_val:
+        s, v = cleaned["val"]
+        ug = _ungrok(s, v, thr, cc.ungrok_drop)
+        if ug is not None:
+            flags.append("ungrokking")
+            events.append(ug)
+        if ev_gen is None and ug is None and ev_mem is not None and config.val_acc in transitions:
+            t = transitions[config.val_acc]
+            base = level_at(s, v, ev_mem.step)
+            final = float(np.median(v[-max(3, v.size // 10):]))
+            mid = t["midpoint"]["step"]
+            if final - base >= cc.semi_min_rise and mid > 2 * ev_mem.step and final < thr:
+                flags.append("semi_grokking")
+                m = t["midpoint"]
+                events.append(Event("semi_grokking", m["step"], m["low"], m["high"], config.val_acc,
+                                    {"level_at_memorization": base, "final": final}))
+    got = _get(trace, config.train_loss)
+    if got is not None:
+        spikes = detect_spikes(*got, signal=config.train_loss, decades=cc.spike_decades)
+        if spikes:
+            flags.append("slingshot")
+            events.extend(spikes)
+
+    phases: dict = {}
+    if config.phases:
+        from .phases import nanda_phases_from_trace
+        phases = nanda_phases_from_trace(trace)
+        if phases.get("insufficient"):
+            insufficient.append(phases["insufficient"])
+    memo: dict = {}
+    if config.memorization:
+        from .memorization import memorization_from_trace
+        memo = memorization_from_trace(trace, val=cleaned.get("val"))
+        if memo.get("insufficient"):
+            insufficient.append(memo["insufficient"])
+
+    events.sort(key=lambda e: (e.step if e.step is not None else -1, e.name))
+    return AnalysisResult(run, rc.run_class, rc.censored, rc.reason, budget, tuple(flags),
+                          tuple(events), thresholds, transitions, phases, memo, tuple(insufficient),
+                          tuple(names), {**config.to_dict(), "gap_steps": rc.gap_steps,
+                                         "gap_ratio": rc.gap_ratio})
+
+
+def analyze_run(path, config: AnalysisConfig = AnalysisConfig()) -> AnalysisResult:
+    """Load the run directory at ``path`` and analyze it."""
+    from .store import load_run
+    trace = load_run(path)
+    return analyze_trace(trace, config, run=str(path))
+
+
+def write_analysis(result: AnalysisResult, run_dir) -> str:
+    """Write ``run_dir/analysis/analysis.json``; return its path."""
+    out = os.path.join(str(run_dir), "analysis")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "analysis.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_sanitize(result.to_dict()), f, indent=1, default=_json_default, allow_nan=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _sanitize(o):
+    """Replace non-finite floats by None (analysis.json is strict JSON)."""
+    if isinstance(o, dict):
+        return {str(k): _sanitize(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_sanitize(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return _sanitize(o.tolist())
+    return o
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")

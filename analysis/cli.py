@@ -1,0 +1,130 @@
+"""The ``phasewatch`` console script: analyze / report / import, and ``fit`` (trainer).
+
+``fit`` is delegated lazily to ``phasewatch.trainer.cli`` so that the analysis commands
+never import torch.
+
+Example:
+    $ phasewatch analyze runs/latest --threshold 0.95
+    $ phasewatch report runs/a runs/b --out cmp/
+    $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", type=float, default=0.99,
+                   help="accuracy that counts as 'reached' (default 0.99)")
+    p.add_argument("--gap-rule", choices=("ratio", "absolute"), default="ratio",
+                   help="grokking vs comprehension: t_val/t_train >= --grok-ratio (default) "
+                        "or t_val - t_train >= --min-gap-steps (Liu et al.)")
+    p.add_argument("--grok-ratio", type=float, default=5.0)
+    p.add_argument("--min-gap-steps", type=int, default=1000)
+    p.add_argument("--censor-ratio", type=float, default=10.0,
+                   help="a memorizing run shorter than this x t_train is censored ('not yet')")
+    p.add_argument("--train-acc", default="train/acc")
+    p.add_argument("--val-acc", default="val/acc")
+    p.add_argument("--train-loss", default="train/loss")
+    p.add_argument("--val-loss", default="val/loss")
+
+
+def _config(args):
+    from .analyzer import AnalysisConfig
+    from .classify import ClassifyConfig
+    cc = ClassifyConfig(threshold=args.threshold, gap_rule=args.gap_rule, grok_ratio=args.grok_ratio,
+                        min_gap_steps=args.min_gap_steps, censor_ratio=args.censor_ratio)
+    return AnalysisConfig(classify=cc, train_acc=args.train_acc, val_acc=args.val_acc,
+                          train_loss=args.train_loss, val_loss=args.val_loss)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="phasewatch",
+                                 description="Track training dynamics; find memorization and grokking.")
+    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,import}")
+    sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
+    a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
+    a.add_argument("runs", nargs="+", help="run directories")
+    a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary")
+    a.add_argument("--aggregate", metavar="DIR", default=None,
+                   help="with several runs: also write seed/sweep aggregates to DIR")
+    _add_analysis_options(a)
+    r = sub.add_parser("report", help="PNG figures + one self-contained HTML page")
+    r.add_argument("runs", nargs="+", help="run directories")
+    r.add_argument("--out", default=None,
+                   help="output folder (default RUN/analysis for one run, ./phasewatch_report otherwise)")
+    _add_analysis_options(r)
+    i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
+    i.add_argument("file", help="metrics.csv (Lightning CSVLogger), W&B history CSV, or step,name,value CSV")
+    i.add_argument("--out", required=True, help="run directory to create")
+    i.add_argument("--format", choices=("auto", "lightning", "wandb", "long"), default="auto")
+    i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                   help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
+    i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
+    return ap
+
+
+def _cmd_analyze(args) -> int:
+    from .analyzer import analyze_run, write_analysis
+    cfg = _config(args)
+    results = []
+    for run in args.runs:
+        res = analyze_run(run, cfg)
+        path = write_analysis(res, run)
+        results.append(res)
+        if args.json:
+            import json
+            with open(path) as f:
+                print(json.dumps(json.load(f), indent=1))
+        else:
+            print(res.summary())
+            print(f"wrote {path}")
+    if len(results) > 1 or args.aggregate:
+        from .aggregate import aggregate_results, format_table, write_aggregate
+        agg = aggregate_results(results)
+        print(format_table(agg))
+        if args.aggregate:
+            print(f"wrote {write_aggregate(agg, args.aggregate)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+    html = write_report(args.runs, out=args.out, config=_config(args))
+    print(f"wrote {html}")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from .importers import import_csv, parse_mapping
+    out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
+                     step_column=args.step_column)
+    print(f"imported {args.file} -> {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``phasewatch`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        from phasewatch.trainer.cli import main as fit_main  # torch only here
+        return fit_main(argv[1:])
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 2
+    handler = {"analyze": _cmd_analyze, "report": _cmd_report, "import": _cmd_import}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, OSError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"phasewatch {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
