@@ -1,0 +1,166 @@
+"""Shared plumbing for phasewatch callbacks: cadence, logging helpers, eval mode, hook hygiene.
+
+Internal module; the public names are re-exported from ``phasewatch.callbacks``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from .cadence import Cadence
+
+
+# ---- logging (scalars through every Lightning logger, arrays to the trace store) ----------
+def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float]) -> None:
+    """Send scalars to every logger at ``trainer.global_step`` (loggers write on rank 0)."""
+    if not metrics:
+        return
+    try:
+        from .trace_logger import log_scalars as _ls
+    except ImportError:  # the trace logger is optional for users with other loggers only
+        _ls = None
+    if _ls is not None:
+        _ls(trainer, metrics)
+        return
+    for lg in trainer.loggers:
+        lg.log_metrics(dict(metrics), step=trainer.global_step)
+
+
+def _store(trainer: "pl.Trainer"):
+    try:
+        from .trace_logger import find_trace_logger
+    except ImportError:
+        return None
+    lg = find_trace_logger(trainer)
+    return None if lg is None else lg.store
+
+
+def log_array(trainer: "pl.Trainer", name: str, array: np.ndarray) -> None:
+    """Write one array at ``trainer.global_step`` to the trace store (rank 0; no-op without one)."""
+    if not trainer.is_global_zero:
+        return
+    store = _store(trainer)
+    if store is not None:
+        store.log_array(name, int(trainer.global_step), np.asarray(array))
+
+
+def set_meta(trainer: "pl.Trainer", key: str, value: Any) -> None:
+    """Record run metadata in the trace store (rank 0; no-op without a TraceLogger)."""
+    if not trainer.is_global_zero:
+        return
+    store = _store(trainer)
+    if store is not None:
+        store.set_meta(key, value)
+
+
+def run_dir(trainer: "pl.Trainer") -> str | None:
+    """The run directory: the TraceLogger's ``log_dir``, else the first logger's, else None."""
+    try:
+        from .trace_logger import find_trace_logger
+        lg = find_trace_logger(trainer)
+    except ImportError:
+        lg = None
+    if lg is not None:
+        return str(lg.log_dir)
+    for lg in trainer.loggers:
+        if getattr(lg, "log_dir", None):
+            return str(lg.log_dir)
+    return None
+
+
+# ---- model helpers --------------------------------------------------------------------------
+def inner_model(pl_module: nn.Module) -> nn.Module:
+    """``pl_module.model`` when it is an ``nn.Module`` (phasewatch's PhaseModule), else the module."""
+    m = getattr(pl_module, "model", None)
+    return m if isinstance(m, nn.Module) else pl_module
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` (and every submodule) in eval mode and ``no_grad``; restore modes after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        for m, was in modes:
+            m.training = was
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+               "_backward_pre_hooks", "_forward_hooks_with_kwargs",
+               "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def hook_count(module: nn.Module) -> int:
+    """Number of hooks registered on ``module`` and all its submodules."""
+    return sum(len(getattr(m, d, {})) for m in module.modules() for d in _HOOK_DICTS[:5])
+
+
+@contextlib.contextmanager
+def no_leaked_hooks(module: nn.Module) -> Iterator[None]:
+    """Remove, on exit, every hook that code inside the block registered on ``module``."""
+    before = {(id(m), d): set(getattr(m, d, {}).keys())
+              for m in module.modules() for d in _HOOK_DICTS}
+    try:
+        yield
+    finally:
+        for m in module.modules():
+            for d in _HOOK_DICTS:
+                hooks = getattr(m, d, None)
+                if not hooks:
+                    continue
+                for k in set(hooks.keys()) - before.get((id(m), d), set()):
+                    hooks.pop(k, None)
+
+
+@contextlib.contextmanager
+def forward_hooks(pairs: list[tuple[nn.Module, Any]]) -> Iterator[None]:
+    """Register ``(module, fn)`` forward hooks for the duration of the block (try/finally)."""
+    handles = []
+    try:
+        for mod, fn in pairs:
+            handles.append(mod.register_forward_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ---- base class ---------------------------------------------------------------------------
+class PeriodicCallback(pl.Callback):
+    """A callback that does its work at the steps its cadence marks as due.
+
+    Subclasses call ``self._take(step)`` to check-and-claim a step (each step runs once,
+    also under gradient accumulation and on resume) and extend ``state_dict``.
+    """
+
+    def __init__(self, cadence: "Cadence | str | int | None"):
+        try:
+            self.cadence = Cadence.parse(cadence)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: bad cadence {cadence!r}: {err}") from None
+        self._last_step = -1
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(cadence=repr(self.cadence))
+
+    def _take(self, step: int) -> bool:
+        if step <= self._last_step or not self.cadence.due(step):
+            return False
+        self._last_step = step
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_step = int(state_dict.get("last_step", -1))
