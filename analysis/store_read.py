@@ -1,0 +1,182 @@
+"""Read a run directory's trace store (read-only; safe while a training process is writing).
+
+Example:
+    >>> from phasewatch.analysis import load_run
+    >>> run = load_run("runs/latest")                        # doctest: +SKIP
+    >>> steps, values = run.series("val/acc")                # doctest: +SKIP
+    >>> steps.dtype, values.dtype                            # doctest: +SKIP
+    (dtype('int64'), dtype('float64'))
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from .store import REQUIRED_TABLES, SCHEMA_VERSION, TRACE_FILE, TraceStoreError, unpack_chunks
+
+__all__ = ["RunTrace", "load_run"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def load_run(path: str | os.PathLike) -> "RunTrace":
+    """Open the trace store of run directory ``path`` (or of the ``trace.sqlite`` file itself)."""
+    return RunTrace(path)
+
+
+def _check_file(db: Path) -> None:
+    """Header checks that SQLite itself may only report later (or never): garbage, truncation."""
+    size = db.stat().st_size
+    with open(db, "rb") as f:
+        header = f.read(100)
+    if size == 0 or len(header) < 100 or header[:16] != _SQLITE_MAGIC:
+        raise TraceStoreError(f"{db}: not a SQLite trace store (bad header, {size} bytes); "
+                              "the file is corrupt or not written by phasewatch - move it away")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    n_pages = int.from_bytes(header[28:32], "big")
+    valid = header[24:28] == header[92:96]  # in-header size is valid for this change counter
+    if page_size == 0 or size % page_size or (valid and n_pages * page_size > size):
+        raise TraceStoreError(f"{db}: truncated SQLite file ({size} bytes, header expects "
+                              f"{n_pages * page_size}); restore it from a copy or re-run")
+
+
+class RunTrace:
+    """A run's traces: ``names()``, ``series(name)``, ``arrays(name)``, ``array(name, step)``,
+    ``array_names()``, ``events()``, ``meta``, ``path`` (the run directory).
+
+    Opened with ``mode=ro``: never blocks or modifies a live writer (WAL readers see the last
+    committed flush). Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        p = Path(path)
+        if p.is_file() and p.name == TRACE_FILE:
+            p = p.parent
+        self.path = p
+        self.db_path = p / TRACE_FILE
+        if not p.exists():
+            raise TraceStoreError(f"{p}: run directory does not exist; pass a run directory "
+                                  f"containing {TRACE_FILE} (e.g. runs/<run_id>)")
+        if not self.db_path.is_file():
+            raise TraceStoreError(f"{self.db_path}: no trace store in {p}; pass a run directory "
+                                  "written by TraceLogger, or create one with `phasewatch import`")
+        _check_file(self.db_path)
+        uri = "file:" + quote(str(self.db_path.resolve())) + "?mode=ro"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise TraceStoreError(f"{self.db_path}: cannot read SQLite file ({e}); it is corrupt "
+                                  "or not a trace store - move it away or restore a copy") from e
+        missing = [t for t in REQUIRED_TABLES if t not in tables]
+        if missing:
+            self._conn.close()
+            raise TraceStoreError(f"{self.db_path}: missing table(s) {missing}; not a complete "
+                                  "phasewatch trace store - re-create it (e.g. `phasewatch import`)")
+        version = self.meta.get("schema_version")
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            hint = ("written by a newer phasewatch: upgrade phasewatch"
+                    if isinstance(version, int) and version > SCHEMA_VERSION
+                    else "unknown schema: not readable by this phasewatch")
+            raise TraceStoreError(f"{self.db_path}: schema_version {version!r} (this phasewatch "
+                                  f"reads {SCHEMA_VERSION}); {hint}")
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise TraceStoreError(f"{self.db_path}: read failed ({e}); the file may be corrupt "
+                                  "- restore a copy or re-run") from e
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "RunTrace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunTrace({str(self.path)!r})"
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """All meta values (JSON-decoded), e.g. ``schema_version``, ``hparams``, ``status``."""
+        return {k: json.loads(v) for k, v in self._q("SELECT key, value FROM meta")}
+
+    def names(self) -> list[str]:
+        """Scalar series names that have at least one value, sorted."""
+        return [r[0] for r in self._q(
+            "SELECT name FROM names n WHERE EXISTS (SELECT 1 FROM scalars s WHERE s.name_id = n.id) "
+            "ORDER BY name")]
+
+    def _unknown(self, kind: str, name: str, known: list[str]) -> TraceStoreError:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        hint = f"close names: {close}" if close else f"known: {known[:20]}"
+        return TraceStoreError(f"{self.db_path}: unknown {kind} {name!r}; {hint}")
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps int64, values float64)`` of scalar ``name``, sorted by step, NaN/inf kept."""
+        row = self._q("SELECT id FROM names WHERE name=?", (name,))
+        if not row:
+            raise self._unknown("series", name, self.names())
+        rows = self._q("SELECT steps, vals FROM scalars WHERE name_id=? ORDER BY seq", (row[0][0],))
+        if not rows:
+            raise self._unknown("series", name, self.names())
+        steps, values = unpack_chunks(rows)
+        return steps, values
+
+    def array_names(self) -> list[str]:
+        return [r[0] for r in self._q("SELECT DISTINCT name FROM arrays ORDER BY name")]
+
+    def array_steps(self, name: str) -> np.ndarray:
+        rows = self._q("SELECT step FROM arrays WHERE name=? ORDER BY step", (name,))
+        if not rows:
+            raise self._unknown("array", name, self.array_names())
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def _load(self, relpath: str) -> np.ndarray:
+        f = self.path / relpath
+        try:
+            with np.load(f) as z:
+                return z["array"]
+        except (OSError, KeyError, ValueError) as e:
+            raise TraceStoreError(f"{f}: cannot read array payload ({e}); re-run or remove its row") from e
+
+    def array(self, name: str, step: int) -> np.ndarray:
+        """The array ``name`` logged at ``step``."""
+        row = self._q("SELECT relpath FROM arrays WHERE name=? AND step=?", (name, int(step)))
+        if not row:
+            steps = self.array_steps(name)  # raises for an unknown name
+            raise TraceStoreError(f"{self.db_path}: array {name!r} has no step {step}; "
+                                  f"steps {steps[:10].tolist()}{'...' if len(steps) > 10 else ''}")
+        return self._load(row[0][0])
+
+    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps int64, stacked [n_steps, ...])``; all payloads of ``name`` must share a shape."""
+        rows = self._q("SELECT step, relpath, shape FROM arrays WHERE name=? ORDER BY step", (name,))
+        if not rows:
+            raise self._unknown("array", name, self.array_names())
+        shapes = {r[2] for r in rows}
+        if len(shapes) > 1:
+            raise TraceStoreError(f"{self.db_path}: array {name!r} has several shapes {sorted(shapes)}; "
+                                  "read them one by one with array(name, step)")
+        steps = np.array([r[0] for r in rows], dtype=np.int64)
+        return steps, np.stack([self._load(r[1]) for r in rows])
+
+    def events(self) -> list[dict[str, Any]]:
+        """Logged events as ``{"name", "step", "signal", "payload"}`` dicts sorted by step."""
+        return [{"name": n, "step": s, "signal": sig or None, "payload": json.loads(p)}
+                for s, n, sig, p in self._q(
+                    "SELECT step, name, signal, payload FROM events ORDER BY step, id")]
+
