@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .classify import ClassifyConfig, classify_run, still_rising
-from .events import Event, detect_spikes, fit_transition, threshold_event
+from .events import Event, detect_spikes, fit_transition, noise_band, threshold_event
 from .signals import clean, level_at, running_median
 
 __all__ = ["SCHEMA_VERSION", "AnalysisConfig", "AnalysisResult", "analyze_trace", "analyze_run",
@@ -141,7 +141,8 @@ def _ungrok(steps, values, thr, drop) -> Event | None:
         return None
     down = np.flatnonzero(sm[up[0]:] < thr - drop) + up[0]
     i = int(down[0])
-    return Event("ungrokking", int(steps[i]), int(steps[max(i - 1, 0)]), int(steps[i]), "val/acc",
+    a, b = noise_band(-values, i, -(thr - drop))
+    return Event("ungrokking", int(steps[i]), int(steps[max(min(i - 1, a), 0)]), int(steps[max(i, b)]), "val/acc",
                  {"reached_at": int(steps[up[0]]), "final": float(sm[-1]), "drop": drop})
 
 

@@ -76,8 +76,37 @@ def threshold_event(steps, values, threshold: float, *, name: str, signal: str,
     if hit is None:
         return None
     i_prev, i = hit
-    return Event(name, int(s[i]), int(s[i_prev]), int(s[i]), signal,
+    lo_i, hi_i = noise_band(v, i, threshold, smooth)
+    return Event(name, int(s[i]), int(s[min(i_prev, lo_i)]), int(s[max(i, hi_i)]), signal,
                  {"threshold": threshold, "value": float(v[i]), "hysteresis": hysteresis})
+
+
+def noise_band(v: np.ndarray, i: int, level: float, smooth: int = 5, k: float = 2.0) -> tuple[int, int]:
+    """Samples where the running median first enters ``level -+ k sigma`` around sample ``i``.
+
+    sigma is the noise of the running median near ``i`` (MAD of first differences).
+    Used as the uncertainty interval of a threshold crossing.
+    """
+    a, b = max(0, i - 20), min(v.size, i + 21)
+    d = np.diff(v[a:b])
+    sig = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2) if d.size > 2 else 0.0
+    sig /= np.sqrt(max(smooth, 1) / 1.5)
+    sm = running_median(v, smooth)
+    j = i
+    while j > 0 and sm[j - 1] >= level - k * sig and i - j < 50:
+        j -= 1
+    top = min(level + k * sig, float(np.percentile(v[i:], 90)))
+    after = np.flatnonzero(sm[i:] >= top)
+    h = i + int(after[0]) if after.size else i
+    return j, h
+
+
+def _grid(x: np.ndarray, y: np.ndarray, dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``y`` in bins of width ``dx`` along ``x`` (empty bins dropped)."""
+    b = np.floor((x - x[0]) / dx).astype(np.int64)
+    cnt = np.bincount(b)
+    keep = cnt > 0
+    return (np.bincount(b, weights=x)[keep] / cnt[keep], np.bincount(b, weights=y)[keep] / cnt[keep])
 
 
 def _sigmoid(x, lo, hi, x0, w):
@@ -86,12 +115,13 @@ def _sigmoid(x, lo, hi, x0, w):
 
 
 def fit_transition(steps, values, *, signal: str, name: str = "transition",
-                   direction: int = 1, min_rise: float = 0.1, window: float = 1.0,
+                   direction: int = 1, min_rise: float = 0.1,
                    max_points: int = 1500) -> Transition | None:
     """Fit the LAST rise (``direction=1``) or fall (``-1``) of a trace with a log-step sigmoid.
 
-    The pre-transition level is found iteratively (the plateau within ``window`` decades
-    before the half-way crossing), so an earlier rise (e.g. the symmetry plateau of val acc
+    The fit window starts at the foot of the last rise: walking back from where the trace
+    last sat 20% of its range below its final level to the first flat stretch (8 bins of
+    0.02 decades varying by < max(4 noise, 5% range)), so an earlier rise (e.g. the symmetry plateau of val acc
     at the training fraction) does not bias the fit. Returns None when the trace has fewer
     than 8 finite points or rises by less than ``min_rise``.
     Intervals: +-1.96 standard errors (delta method on the fit covariance), never narrower
@@ -105,28 +135,36 @@ def fit_transition(steps, values, *, signal: str, name: str = "transition",
     v = v * direction
     bs, bv = log_bin(s, v, max_points)
     x = log10_step(bs)
-    sm = running_median(bv, 5)
+    gx, gy = _grid(x, bv, 0.02)
+    sm = running_median(gy, 3)
     n_tail = max(3, bv.size // 10)
     hi = float(np.median(bv[-n_tail:]))
-    lo = float(np.min(sm))
-    ic = None
-    for _ in range(3):
-        if hi - lo < min_rise:
-            return None
-        hit = reach_and_stay(x, bv, (lo + hi) / 2, hysteresis=0.25 * (hi - lo))
-        if hit is None:
-            return None
-        ic = hit[1]
-        xc = x[ic]
-        pre = (x >= xc - window) & (x <= xc)
-        new_lo = float(np.percentile(sm[pre], 10))
-        if abs(new_lo - lo) < 1e-3 * max(abs(hi - lo), 1e-12):
-            break
-        lo = new_lo
-    if hi - lo < min_rise or ic is None:
+    rng_ = hi - float(np.min(sm))
+    if rng_ < min_rise or gy.size < 4:
         return None
-    xc = x[ic]
-    sel = (x >= xc - window) & (x <= xc + window)
+    below = np.flatnonzero(sm < hi - 0.2 * rng_)
+    if below.size == 0:
+        return None
+    i_top = int(below[-1]) + 1
+    # walk back from the top of the last rise to the first flat stretch (its foot)
+    d = np.diff(gy)
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2) if d.size else 0.0
+    tol = max(4 * noise, 0.05 * rng_)
+    L = 8
+    j = i_top
+    foot = 0
+    while j - L >= 0:
+        seg = sm[j - L: j]
+        if seg.max() - seg.min() <= tol and sm[j - 1] < hi - 0.5 * rng_:
+            foot = j - L
+            break
+        j -= 1
+    lo = float(np.median(sm[foot: foot + L])) if foot or j - L >= 0 else float(np.min(sm))
+    if hi - lo < min_rise:
+        return None
+    x_start = gx[foot]
+    xc = gx[min(i_top, gx.size - 1)]
+    sel = x >= x_start - 1e-12
     if sel.sum() < 6:
         sel = np.ones_like(x, dtype=bool)
     xs, ys = x[sel], bv[sel]
