@@ -83,8 +83,8 @@ def _cmd_analyze(args) -> int:
             print(res.summary())
             print(f"wrote {path}")
     if len(results) > 1 or args.aggregate:
-        from .aggregate import aggregate_results, format_table, write_aggregate
-        agg = aggregate_results(results)
+        from .aggregate import aggregate_results, format_table, run_params, write_aggregate
+        agg = aggregate_results(results, [run_params(r) for r in args.runs])
         print(format_table(agg))
         if args.aggregate:
             print(f"wrote {write_aggregate(agg, args.aggregate)}")

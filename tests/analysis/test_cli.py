@@ -1,0 +1,86 @@
+"""`phasewatch analyze` end to end on real run directories (TraceWriter -> SQLite -> CLI)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from phasewatch.analysis import load_run
+from phasewatch.analysis.analyzer import analyze_run
+from phasewatch.analysis.cli import main
+from phasewatch.analysis.synthetic import make_run
+
+
+def test_analyze_writes_versioned_json_and_prints_summary(make_run_dir, capsys):
+    r = make_run("grokking", 1)
+    run = make_run_dir(r.trace)
+    assert main(["analyze", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "class: grokking" in out and "generalization" in out
+    doc = json.loads((run / "analysis" / "analysis.json").read_text())
+    assert doc["schema_version"] == 1 and doc["run_class"] == "grokking"
+    names = {e["name"] for e in doc["events"]}
+    assert {"memorization", "generalization", "generalization_onset"} <= names
+    for e in doc["events"]:
+        assert set(e) >= {"name", "step", "low", "high", "signal"}
+        assert e["low"] <= e["step"] <= e["high"]
+    assert doc["thresholds"]["0.9"]["generalization"]["step"] <= doc["thresholds"]["0.99"]["generalization"]["step"]
+    res = analyze_run(run)  # the library call gives the same verdict
+    assert res.run_class == doc["run_class"] and res.event("generalization").step == \
+        next(e["step"] for e in doc["events"] if e["name"] == "generalization")
+
+
+def test_threshold_option_changes_the_event(make_run_dir, capsys):
+    run = make_run_dir(make_run("grokking", 2).trace)
+    main(["analyze", str(run), "--threshold", "0.9"])
+    doc = json.loads((run / "analysis" / "analysis.json").read_text())
+    assert doc["config"]["classify"]["threshold"] == 0.9
+    assert next(e for e in doc["events"] if e["name"] == "generalization")["evidence"]["threshold"] == 0.9
+
+
+def test_console_script_and_corrupt_file_error_names_it(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "trace.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    exe = [sys.executable, "-m", "phasewatch.analysis.cli"]
+    out = subprocess.run(exe + ["analyze", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "trace.sqlite" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(exe + ["analyze", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "nope" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_parser_has_no_watch_and_fit_is_delegated():
+    from phasewatch.analysis.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["watch", "runs"])
+    assert main([]) == 2
+
+
+def test_several_runs_print_an_aggregate_table(make_run_dir, capsys, tmp_path):
+    runs = [str(make_run_dir(make_run("grokking", s).trace, name=f"seed{s}")) for s in range(3)]
+    assert main(["analyze", *runs, "--aggregate", str(tmp_path / "agg")]) == 0
+    out = capsys.readouterr().out
+    assert "generalization" in out and "grokking" in out
+    assert (tmp_path / "agg" / "aggregate.json").exists()
+    assert load_run(runs[0]).names()
+
+
+def test_sweep_with_two_hyperparameters_gives_a_phase_diagram():
+    from phasewatch.analysis.aggregate import aggregate_results
+    from phasewatch.analysis.analyzer import AnalysisConfig, analyze_trace
+    cfg = AnalysisConfig(phases=False, memorization=False)
+    kinds = {(0.0, 0.3): "memorization", (1.0, 0.3): "memorization", (0.0, 0.5): "memorization",
+             (1.0, 0.5): "grokking"}
+    results, params = [], []
+    for (wd, frac), kind in kinds.items():
+        for seed in range(2):
+            results.append(analyze_trace(make_run(kind, seed).trace, cfg))
+            params.append({"model.wd": wd, "data.frac": frac, "seed_everything": seed})
+    agg = aggregate_results(results, params)
+    assert agg["varying"] == ["data.frac", "model.wd"]
+    d = agg["phase_diagram"]
+    assert d["x_values"] == [0.3, 0.5] and d["y_values"] == [0.0, 1.0]
+    assert d["classes"] == [["memorization", "memorization"], ["memorization", "grokking"]]
+    g = next(g for g in agg["groups"] if g["majority_class"] == "grokking")
+    assert g["n"] == 2 and g["events"]["generalization"]["n"] == 2
