@@ -94,7 +94,7 @@ def array_relpath(name: str, step: int) -> str:
 def _as_float(value: Any, name: str) -> float:
     try:
         return float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: multi-element tensor
         raise ValueError(f"scalar {name!r} must be a number, got {value!r}") from e
 
 
