@@ -8,64 +8,25 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from .cadence import Cadence
-
-
-# ---- logging (scalars through every Lightning logger, arrays to the trace store) ----------
-def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float]) -> None:
-    """Send scalars to every logger at ``trainer.global_step`` (loggers write on rank 0)."""
-    if not metrics:
-        return
-    try:
-        from .trace_logger import log_scalars as _ls
-    except ImportError:  # the trace logger is optional for users with other loggers only
-        _ls = None
-    if _ls is not None:
-        _ls(trainer, metrics)
-        return
-    for lg in trainer.loggers:
-        lg.log_metrics(dict(metrics), step=trainer.global_step)
-
-
-def _store(trainer: "pl.Trainer"):
-    try:
-        from .trace_logger import find_trace_logger
-    except ImportError:
-        return None
-    lg = find_trace_logger(trainer)
-    return None if lg is None else lg.store
-
-
-def log_array(trainer: "pl.Trainer", name: str, array: np.ndarray) -> None:
-    """Write one array at ``trainer.global_step`` to the trace store (rank 0; no-op without one)."""
-    if not trainer.is_global_zero:
-        return
-    store = _store(trainer)
-    if store is not None:
-        store.log_array(name, int(trainer.global_step), np.asarray(array))
+# logging: scalars through every Lightning logger, arrays to the trace store (rank 0 writes)
+from .trace_logger import find_trace_logger, log_array, log_scalars  # noqa: F401
 
 
 def set_meta(trainer: "pl.Trainer", key: str, value: Any) -> None:
     """Record run metadata in the trace store (rank 0; no-op without a TraceLogger)."""
-    if not trainer.is_global_zero:
-        return
-    store = _store(trainer)
-    if store is not None:
-        store.set_meta(key, value)
+    lg = find_trace_logger(trainer) if trainer.is_global_zero else None
+    if lg is not None and lg.store is not None:
+        lg.store.set_meta(key, value)
 
 
 def run_dir(trainer: "pl.Trainer") -> str | None:
     """The run directory: the TraceLogger's ``log_dir``, else the first logger's, else None."""
-    try:
-        from .trace_logger import find_trace_logger
-        lg = find_trace_logger(trainer)
-    except ImportError:
-        lg = None
+    lg = find_trace_logger(trainer)
     if lg is not None:
         return str(lg.log_dir)
     for lg in trainer.loggers:

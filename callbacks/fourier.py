@@ -1,0 +1,222 @@
+"""FourierProbe: Nanda et al. (2023) progress measures for modular-addition models.
+
+Works on any model that takes ``x = [a, b]`` (LongTensor [B, 2], ids 0..p-1) and returns logits
+[B, >= p] and exposes ``embedding_tables() -> {name: [p, d]}``, ``unembedding_table() ->
+[n_classes, d]`` and an ``nn.Identity`` ``hook_neurons`` ([B, d_mlp]) — all built-in phasewatch
+modular models do. The model is evaluated on the full p x p grid, row ``a * p + b``.
+
+Logged (SCIENCE.md section 2):
+- arrays ``circuit/fourier_norm/<table>`` and ``circuit/fourier_norm/unembed``: norm of each of
+  the p Fourier components (constant, cos_1, sin_1, ..., cos_(p-1)/2, sin_(p-1)/2) of the table;
+- ``circuit/gini`` (mean of ``circuit/gini_embed`` and ``circuit/gini_unembed``; Hurley-Rickard
+  Gini of those p component norms, embedding tables averaged);
+- neuron-DFT key frequencies: each neuron's share of centered-activation 2-D DFT power on
+  frequency k (terms {1, cos_k, sin_k} x {1, cos_k, sin_k}); its frequency is the argmax, kept
+  when the share >= ``threshold`` (0.85). Arrays ``circuit/key_freqs`` (uint8 mask of length
+  (p+1)//2, index = frequency, index 0 unused), ``circuit/neuron_freq`` (int16 per neuron,
+  0 = unexplained) and ``circuit/neuron_share`` (float16); scalars ``circuit/n_key_freqs``,
+  ``circuit/frac_explained`` (share of neurons explained), ``circuit/ipr_mean`` (mean over
+  active neurons of IPR = sum_i (|F_i| / ||F||_2)^4 of the neuron's 2-D Fourier coefficients);
+- ``circuit/restricted_loss``: logits L [p^2, p]; L_R = sum_{k in K} P_k L plus the mean over
+  pairs of (L - sum_k P_k L); cross-entropy on all pairs (``restricted_on="all"``) or on the
+  test split (``"test"``, the TransformerLens demo's choice);
+  ``circuit/excluded_loss``: L - sum_{k in K} P_k L, cross-entropy on the train split.
+  P_k projects each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}.
+  Losses need K non-empty and are logged only for addition tasks (task name "x+y" or none).
+  Labels: restricted loss against the true labels, excluded loss against the labels trained
+  on (they differ only for corrupted-label tasks); (a + b) mod p without a task.
+
+Cost: one forward over p^2 inputs plus O(d_mlp p^3) for the neuron DFT (p=59: ~5 ms on CPU).
+
+Example:
+    >>> from phasewatch.callbacks import CircuitCheckpoint, FourierProbe
+    >>> cb = CircuitCheckpoint([FourierProbe(p=113)], cadence="every:100")
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._base import forward_hooks
+from .circuit import ProbeContext, ProbeResult
+
+__all__ = ["FourierProbe", "fourier_basis", "gini", "key_frequencies", "progress_losses"]
+
+
+def fourier_basis(p: int, dtype=torch.float64) -> Tensor:
+    """[p, p] orthonormal rows: constant, then cos_k, sin_k for k = 1..(p-1)/2."""
+    x = torch.arange(p, dtype=dtype)
+    rows = [torch.ones(p, dtype=dtype)]
+    for k in range(1, (p - 1) // 2 + 1):
+        rows += [torch.cos(2 * math.pi * k * x / p), torch.sin(2 * math.pi * k * x / p)]
+    b = torch.stack(rows)[:p]
+    return b / b.norm(dim=1, keepdim=True)
+
+
+def gini(c: Tensor) -> float:
+    """Hurley-Rickard Gini: 1 - 2 sum_k (c_(k)/||c||_1) (N - k + 1/2)/N, c sorted ascending."""
+    c = torch.sort(c.abs().flatten().double()).values
+    n, s = len(c), c.sum()
+    if n == 0 or s == 0:
+        return float("nan")
+    k = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(1 - 2 * ((c / s) * (n - k + 0.5) / n).sum())
+
+
+def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85):
+    """Neuron-DFT frequencies. ``acts`` [p*p, d] (row a*p+b) -> (neuron_freq, share, ipr, alive).
+
+    ``neuron_freq`` is 0 for neurons whose best share is below ``threshold`` (or dead).
+    """
+    F = fourier_basis(p, torch.float32)
+    a = acts.float().reshape(p, p, -1)
+    d = a.shape[-1]
+    a = a - a.mean(dim=(0, 1), keepdim=True)
+    c = (F @ a.reshape(p, p * d)).reshape(p, p, d).transpose(0, 1)  # [b, i, n]
+    power = (F @ c.reshape(p, p * d)).reshape(p, p, d).square()  # [j, i, n], symmetric use
+    total = power.sum(dim=(0, 1)).double()
+    nk = (p - 1) // 2
+    G = torch.zeros(nk, p)  # G[k-1] marks basis rows {constant, cos_k, sin_k}
+    G[:, 0] = 1
+    G[torch.arange(nk), 2 * torch.arange(1, nk + 1) - 1] = 1
+    G[torch.arange(nk), 2 * torch.arange(1, nk + 1)] = 1
+    m = (G @ power.reshape(p, p * d)).reshape(nk, p, d)
+    block = torch.einsum("ki,kin->nk", G, m).double()  # [d, nk]
+    alive = total > 1e-12 * total.max().clamp_min(1e-300)
+    share = torch.where(alive[:, None], block / total.clamp_min(1e-300)[:, None],
+                        torch.zeros_like(block))
+    best, arg = share.max(dim=1)
+    freq = torch.where(alive & (best >= threshold), arg + 1, torch.zeros_like(arg))
+    ipr = power.square().sum(dim=(0, 1)).double() / total.clamp_min(1e-300).square()
+    return freq, best, torch.where(alive, ipr, torch.full_like(ipr, float("nan"))), alive
+
+
+def _apb_directions(p: int, freqs) -> Tensor:
+    """[2|K|, p*p] unit vectors cos(w_k(a+b)), sin(w_k(a+b)) over the grid (row a*p+b)."""
+    a = torch.arange(p, dtype=torch.float64)
+    s = (a[:, None] + a[None, :]).flatten()
+    vecs = []
+    for k in freqs:
+        w = 2 * math.pi * int(k) / p
+        for v in (torch.cos(w * s), torch.sin(w * s)):
+            vecs.append(v / v.norm())
+    return torch.stack(vecs) if vecs else torch.zeros(0, p * p, dtype=torch.float64)
+
+
+def progress_losses(logits: Tensor, labels: Tensor, p: int, freqs, restricted_idx: Tensor,
+                    excluded_idx: Tensor, excluded_labels: Tensor | None = None
+                    ) -> tuple[float, float]:
+    """(restricted loss, excluded loss) from grid logits [p*p, p] (SCIENCE.md section 2)."""
+    excluded_labels = labels if excluded_labels is None else excluded_labels
+    L = logits.double()
+    D = _apb_directions(p, freqs)  # [m, p^2]
+    proj = D.T @ (D @ L)  # sum_k P_k L, per class column
+    restricted = proj + (L - proj).mean(dim=0, keepdim=True)
+    excluded = L - proj
+    ce = nn.functional.cross_entropy
+    return (float(ce(restricted[restricted_idx], labels[restricted_idx])),
+            float(ce(excluded[excluded_idx], excluded_labels[excluded_idx])))
+
+
+class FourierProbe:
+    """Fourier progress measures for modular addition (names in the module docstring).
+
+    Args:
+        p: modulus; default ``task.modulus``.
+        threshold: neuron share needed to count as explained by one frequency (0.85).
+        restricted_on: ``"all"`` pairs (default) or the ``"test"`` split.
+        train_index: grid positions of the training pairs; default ``task.train_index``.
+        losses: compute restricted / excluded losses; None = when the task is "x+y" (or unknown).
+        name: probe name.
+    """
+
+    def __init__(self, p: int | None = None, threshold: float = 0.85, restricted_on: str = "all",
+                 train_index: Tensor | None = None, losses: bool | None = None,
+                 name: str = "fourier"):
+        if p is not None and (not isinstance(p, int) or p < 3 or p % 2 == 0):
+            raise ValueError(f"p must be an odd int >= 3, got {p!r}")
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        if restricted_on not in ("all", "test"):
+            raise ValueError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
+        self.p, self.threshold, self.restricted_on = p, threshold, restricted_on
+        self.train_index, self.losses, self.name = train_index, losses, name
+        self._grid: dict[str, Tensor] = {}
+
+    def _setup(self, ctx: ProbeContext) -> None:
+        task = ctx.task
+        p = self.p or getattr(task, "modulus", None)
+        if p is None:
+            raise ValueError("FourierProbe: no modulus; pass p= or use a task with .modulus")
+        a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+        labels = (a + b).flatten() % p
+        tr = self.train_index if self.train_index is not None else getattr(task, "train_index", None)
+        true_labels, fit_labels = labels, labels
+        if task is not None and getattr(task, "train_index", None) is not None \
+                and getattr(task, "train_y", None) is not None and task.train_y.dim() == 1:
+            true_labels = labels.clone()
+            if getattr(task, "val_index", None) is not None:
+                true_labels[task.val_index] = task.val_y
+            tt = getattr(task, "train_true_y", None)
+            true_labels[task.train_index] = task.train_y if tt is None else tt
+            fit_labels = true_labels.clone()
+            fit_labels[task.train_index] = task.train_y
+        all_idx = torch.arange(p * p)
+        if tr is not None:
+            train_mask = torch.zeros(p * p, dtype=torch.bool)
+            train_mask[tr] = True
+        losses = self.losses
+        if losses is None:
+            losses = getattr(task, "name", "x+y") == "x+y"
+        self._grid = {"p": torch.tensor(p), "x": torch.stack([a.flatten(), b.flatten()], 1),
+                      "labels": true_labels, "fit_labels": fit_labels, "losses": torch.tensor(bool(losses)),
+                      "train": all_idx[train_mask] if tr is not None else None,
+                      "test": all_idx[~train_mask] if tr is not None else None}
+
+    def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
+        if not self._grid:
+            self._setup(ctx)
+        g = self._grid
+        p = int(g["p"])
+        device = next(model.parameters()).device
+        acts: list[Tensor] = []
+        with forward_hooks([(model.hook_neurons, lambda m, i, o: acts.append(o.detach()))]):
+            logits = model(g["x"].to(device))
+        if logits.dim() == 3:
+            logits = logits[:, -1]
+        logits = logits[:, :p].cpu()
+        res = ProbeResult()
+        F = fourier_basis(p)
+        ginis = []
+        for tname, table in model.embedding_tables().items():
+            norms = (F @ table.detach().double().cpu()[:p]).norm(dim=1)
+            res.arrays[f"circuit/fourier_norm/{tname}"] = norms.float().numpy()
+            ginis.append(gini(norms))
+        un = (F @ model.unembedding_table().detach().double().cpu()[:p]).norm(dim=1)
+        res.arrays["circuit/fourier_norm/unembed"] = un.float().numpy()
+        g_emb, g_un = float(np.mean(ginis)), gini(un)
+        res.scalars.update({"circuit/gini_embed": g_emb, "circuit/gini_unembed": g_un,
+                            "circuit/gini": (g_emb + g_un) / 2})
+        freq, share, ipr, alive = key_frequencies(torch.cat(acts).cpu(), p, self.threshold)
+        keys = sorted({int(f) for f in freq if f > 0})
+        mask = np.zeros((p + 1) // 2, dtype=np.uint8)
+        mask[keys] = 1
+        res.arrays.update({"circuit/key_freqs": mask,
+                           "circuit/neuron_freq": freq.numpy().astype(np.int16),
+                           "circuit/neuron_share": share.numpy().astype(np.float16)})
+        res.scalars.update({"circuit/n_key_freqs": float(len(keys)),
+                            "circuit/frac_explained": float((freq > 0).double().mean()),
+                            "circuit/ipr_mean": float(ipr[alive].mean()) if alive.any()
+                            else float("nan")})
+        if bool(g["losses"]) and keys:
+            r_idx = g["test"] if self.restricted_on == "test" and g["test"] is not None \
+                else torch.arange(p * p)
+            e_idx = g["train"] if g["train"] is not None else torch.arange(p * p)
+            r, e = progress_losses(logits, g["labels"], p, keys, r_idx, e_idx, g["fit_labels"])
+            res.scalars.update({"circuit/restricted_loss": r, "circuit/excluded_loss": e})
+        return res
