@@ -37,6 +37,8 @@ class Attention(nn.Module):
 
     ``hook_pattern``: [B, n_heads, q_pos, k_pos]; ``hook_z``: [B, n_heads, d_head] at the
     output position (or [B, n_heads, pos, d_head] where all positions are needed).
+    ``hook_pattern`` is for observation (its return value is not used); ``hook_z``,
+    ``hook_mlp_out`` and ``hook_neurons`` may replace their tensor (ablation).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, std: Optional[float] = None):
@@ -60,12 +62,16 @@ class Attention(nn.Module):
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Causal attention of the last ``q.shape[2]`` positions; returns (pattern, z)."""
         Tq, Tk = q.shape[2], k.shape[2]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # [B, H, Tq, Tk]
+        if Tk <= 8:  # tiny sequences: broadcasting beats many tiny batched matmuls on CPU
+            scores = (q[:, :, :, None] * k[:, :, None]).sum(-1) / math.sqrt(self.d_head)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # [B, H, Tq, Tk]
         if Tq > 1:
             mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).triu(Tk - Tq + 1)
             scores = scores.masked_fill(mask, float("-inf"))
         pattern = scores.softmax(-1)
-        return pattern, pattern @ v  # z [B, H, Tq, d_head]
+        z = (pattern[..., None] * v[:, :, None]).sum(3) if Tk <= 8 else pattern @ v
+        return pattern, z  # z [B, H, Tq, d_head]
 
     def out(self, z: Tensor) -> Tensor:
         """[..., H, d_head] -> [..., d_model]"""
@@ -152,9 +158,9 @@ class Transformer1(nn.Module):
         pos_rows = torch.arange(V, V + L, device=x.device)
         scores = torch.cat([s_tab[x] + s_tab[pos_rows], s_tab[-1:].expand(B, 1, H)], 1)
         pattern = scores.softmax(1).transpose(1, 2)  # [B, H, L+1]
-        pattern = at.hook_pattern(pattern[:, :, None, :])[:, :, 0]
+        at.hook_pattern(pattern[:, :, None, :])
         vals = torch.cat([v_tab[x] + v_tab[pos_rows], v_tab[-1:].expand(B, 1, H, dh)], 1)
-        z = at.hook_z(torch.einsum("bhk,bkhe->bhe", pattern, vals))  # [B, H, dh]
+        z = at.hook_z((pattern.transpose(1, 2)[..., None] * vals).sum(1))  # [B, H, dh]
         return self._mlp_unembed(e_eq + at.out(z))
 
     def _forward_last(self, x: Tensor) -> Tensor:
@@ -174,14 +180,26 @@ class Transformer1(nn.Module):
         at = blk.attn
         h = self._embed(x)
         pattern, z = at.attend(*at.qkv(h))  # [B, H, T, T], [B, H, T, dh]
-        at.hook_pattern(pattern[:, :, -1:])
-        z = torch.cat([z[:, :, :-1], at.hook_z(z[:, :, -1])[:, :, None]], 2)
+        if _hooked(at.hook_pattern):
+            at.hook_pattern(pattern[:, :, -1:])
+        z = _splice_last(at.hook_z, z, 2)
         h = h + at.out(z.transpose(1, 2))
-        post = torch.relu(h @ blk.W_in.T + blk.b_in)  # [B, T, d_mlp]
-        post = torch.cat([post[:, :-1], self.hook_neurons(post[:, -1])[:, None]], 1)
-        mlp = post @ blk.W_out.T + blk.b_out
-        mlp = torch.cat([mlp[:, :-1], blk.hook_mlp_out(mlp[:, -1])[:, None]], 1)
+        post = _splice_last(self.hook_neurons, torch.relu(h @ blk.W_in.T + blk.b_in), 1)
+        mlp = _splice_last(blk.hook_mlp_out, post @ blk.W_out.T + blk.b_out, 1)
         return ((h + mlp) @ self.W_U)[:, -1]
+
+
+def _hooked(hook: nn.Module) -> bool:
+    return bool(hook._forward_hooks or hook._forward_pre_hooks)
+
+
+def _splice_last(hook: nn.Module, t: Tensor, dim: int) -> Tensor:
+    """Pass the last-position slice of ``t`` (along ``dim``, squeezed) through ``hook`` and
+    put the result back; skipped without registered hooks (nn.Identity is a no-op)."""
+    if not _hooked(hook):
+        return t
+    out = hook(t.select(dim, -1)).unsqueeze(dim)
+    return torch.cat([t.narrow(dim, 0, t.shape[dim] - 1), out], dim)
 
 
 def _components(blocks: nn.ModuleList) -> dict[str, tuple[nn.Module, Optional[int]]]:
@@ -269,10 +287,16 @@ class Transformer2(nn.Module):
         at = last.attn
         q, k, v = at.qkv(h)
         if self.compute == "last":
-            q, h = q[:, :, -1:], h[:, -1:]
+            pattern, z = at.attend(q[:, :, -1:], k, v)  # [B, H, 1, T], [B, H, 1, dh]
+            at.hook_pattern(pattern)
+            h = last.ln_attn(h[:, -1] + at.out(at.hook_z(z[:, :, 0])))
+            h = last.ln_ffn(h + last.ffn_neurons(h, self.hook_neurons))
+            return self.unembed(h)
+        # reference: layer 2 at every position; hooks see the last-position slices
         pattern, z = at.attend(q, k, v)
-        at.hook_pattern(pattern[:, :, -1:])
-        z = torch.cat([z[:, :, :-1], at.hook_z(z[:, :, -1])[:, :, None]], 2)
-        h = last.ln_attn(h + at.out(z.transpose(1, 2)))[:, -1]
-        h = last.ln_ffn(h + last.ffn_neurons(h, self.hook_neurons))
-        return self.unembed(h)
+        if _hooked(at.hook_pattern):
+            at.hook_pattern(pattern[:, :, -1:])
+        h = last.ln_attn(h + at.out(_splice_last(at.hook_z, z, 2).transpose(1, 2)))
+        post = _splice_last(self.hook_neurons, last.ffn[1](last.ffn[0](h)), 1)
+        mlp = _splice_last(last.hook_mlp_out, last.ffn[2](post), 1)
+        return self.unembed(last.ln_ffn(h + mlp))[:, -1]

@@ -126,15 +126,25 @@ def test_transformer1_hook_z_ablation_reaches_output(task):
 def test_transformer2_last_equals_all(task):
     torch.manual_seed(0)
     m = build_model("transformer2", task)
-    x = task.train_x[:20]
-    out, seen = _capture(m, x)
-    assert out.shape == (20, P)
-    assert seen == {"blocks.0.attn.hook_pattern": (20, 4, 3, 3), "blocks.0.attn.hook_z": (20, 4, 3, 32),
-                    "blocks.0.hook_mlp_out": (20, 3, 128), "blocks.1.attn.hook_pattern": (20, 4, 1, 3),
-                    "blocks.1.attn.hook_z": (20, 4, 32), "blocks.1.hook_mlp_out": (20, 128),
-                    "hook_neurons": (20, 512)}
-    m.compute = "all"
-    torch.testing.assert_close(out, m(x), atol=1e-5, rtol=1e-5)
+    x, y = task.train_x[:20], task.train_y[:20]
+    res = {}
+    for mode in ("last", "all"):
+        m.compute = mode
+        out, seen = _capture(m, x)
+        assert out.shape == (20, P)
+        assert seen == {"blocks.0.attn.hook_pattern": (20, 4, 3, 3),
+                        "blocks.0.attn.hook_z": (20, 4, 3, 32),
+                        "blocks.0.hook_mlp_out": (20, 3, 128),
+                        "blocks.1.attn.hook_pattern": (20, 4, 1, 3),
+                        "blocks.1.attn.hook_z": (20, 4, 32), "blocks.1.hook_mlp_out": (20, 128),
+                        "hook_neurons": (20, 512)}
+        m.zero_grad()
+        logits = m(x)
+        F.cross_entropy(logits, y).backward()
+        res[mode] = (logits.detach(), {n: p.grad.clone() for n, p in m.named_parameters()})
+    torch.testing.assert_close(res["last"][0], res["all"][0], atol=1e-5, rtol=1e-5)
+    for n, g in res["last"][1].items():
+        torch.testing.assert_close(g, res["all"][1][n], atol=1e-5, rtol=1e-4, msg=n)
     assert len(m.components()) == 10
 
 
