@@ -230,7 +230,7 @@ class TraceWriter:
             buf[0].append(step)
             buf[1].append(_as_float(value, name))
             self._n_scalars += 1
-        self._maybe_flush()
+        self.maybe_flush()
 
     def log_event(self, name: str, step: int, signal: str | None = None,
                   payload: Mapping[str, Any] | None = None) -> None:
@@ -241,7 +241,7 @@ class TraceWriter:
         except (TypeError, ValueError) as e:
             raise ValueError(f"event {name!r} payload is not JSON-serializable: {e}") from e
         self._events.append((step, str(name), "" if signal is None else str(signal), text))
-        self._maybe_flush()
+        self.maybe_flush()
 
     def log_array(self, name: str, step: int, array: Any) -> None:
         """Write ``array`` to ``arrays/<name>/<step>.npz`` atomically now; its index row is buffered."""
@@ -264,7 +264,7 @@ class TraceWriter:
                 os.unlink(tmp)
             raise
         self._arrays.append((name, step, rel, json.dumps(list(arr.shape)), arr.dtype.str))
-        self._maybe_flush()
+        self.maybe_flush()
 
     def set_meta(self, key: str, value: Any) -> None:
         """Set a JSON-serializable meta value (written at the next flush)."""
@@ -272,7 +272,7 @@ class TraceWriter:
             self._meta[str(key)] = json.dumps(value, default=_json_default)
         except (TypeError, ValueError) as e:
             raise ValueError(f"meta {key!r} is not JSON-serializable: {e}") from e
-        self._maybe_flush()
+        self.maybe_flush()
 
     def _name_id(self, name: str) -> int:
         nid = self._name_ids.get(name)
@@ -288,7 +288,8 @@ class TraceWriter:
     def pending_rows(self) -> int:
         return self._n_scalars + len(self._events) + len(self._arrays) + len(self._meta)
 
-    def _maybe_flush(self) -> None:
+    def maybe_flush(self) -> None:
+        """Flush if ``flush_every_rows`` rows are buffered or ``flush_every_s`` seconds passed."""
         if (self.pending_rows >= self.flush_every_rows
                 or time.monotonic() - self._last_flush >= self.flush_every_s):
             self.flush()
@@ -356,12 +357,35 @@ class TraceWriter:
                 path.unlink(missing_ok=True)
         return n
 
+    def compact(self, min_chunks: int = 64) -> int:
+        """Merge the chunks of every series that has ``>= min_chunks`` of them into one (faster
+        reads after many small flushes); returns the number of series merged."""
+        self.flush()
+        db = self._db()
+        ids = [r[0] for r in db.execute("SELECT name_id FROM scalars GROUP BY name_id "
+                                        "HAVING COUNT(*) >= ?", (int(min_chunks),))]
+        for nid in ids:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute("SELECT steps, vals FROM scalars WHERE name_id=? ORDER BY seq",
+                                  (nid,)).fetchall()
+                steps, vals = unpack_chunks(rows)
+                db.execute("DELETE FROM scalars WHERE name_id=?", (nid,))
+                self._seq += 1
+                db.execute("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (nid, self._seq, *pack_chunk(steps, vals)))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(ids)
+
     def close(self) -> None:
-        """Flush and close; closing twice is a no-op."""
+        """Flush, compact series with many small chunks, and close; closing twice is a no-op."""
         if self._conn is None:
             return
         try:
-            self.flush()
+            self.compact()
         finally:
             self._conn.close()
             self._conn = None

@@ -12,8 +12,8 @@ Steps are what Lightning passes to ``log_metrics``. Note Lightning's own convent
 from ``self.log`` in ``training_step`` and in-epoch validation arrive at ``global_step - 1``
 (``_batches_that_stepped`` before its increment), while ``log_scalars`` below logs at
 ``trainer.global_step``. Flushes: every ``flush_every_rows`` rows / ``flush_every_s`` seconds,
-on ``save()`` (Lightning calls it every ``log_every_n_steps``), after every checkpoint save, and
-in ``finalize`` (end of fit, also on exceptions). Resuming in the same run dir (pass the same
+when due at ``save()`` (Lightning calls it every ``log_every_n_steps``), after every checkpoint
+save, and in ``finalize`` (end of fit, also on exceptions). Resuming in the same run dir (pass the same
 ``version``) supersedes the dead process's rows, see ``phasewatch.analysis.store``.
 
 Example:
@@ -185,8 +185,10 @@ class TraceLogger(Logger):
 
     @rank_zero_only
     def save(self) -> None:
+        """Lightning calls this every ``log_every_n_steps``: flush when the store's row / time
+        threshold is due (a hard flush per call would write one tiny chunk per step)."""
         if self._store is not None and not self._store.closed:
-            self._store.flush()
+            self._store.maybe_flush()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

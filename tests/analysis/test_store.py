@@ -220,3 +220,18 @@ def test_concurrent_reader_while_writer_process_writes(tmp_path):
     assert any(0 < k < n for k in seen), seen[:20]
     steps, values = load_run(tmp_path).series("b")
     assert len(steps) == n and values[-1] == 2.0 * (n - 1)
+
+
+def test_close_compacts_many_small_chunks(tmp_path):
+    w = TraceWriter(tmp_path, flush_every_rows=1)  # one chunk per point
+    for step in range(100):
+        w.log_scalars({"a": float(step)}, step=step)
+    w.log_scalars({"a": -1.0}, step=50)  # a later re-log of step 50 must still win
+    w.log_scalars({"few": 1.0}, step=0)
+    with sqlite3.connect(tmp_path / "trace.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM scalars").fetchone()[0] == 102
+    w.close()
+    with sqlite3.connect(tmp_path / "trace.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM scalars").fetchone()[0] == 2
+    steps, values = load_run(tmp_path).series("a")
+    assert steps.tolist() == list(range(100)) and values[50] == -1.0 and values[51] == 51.0
