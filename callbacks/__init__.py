@@ -1,1 +1,26 @@
-"""phasewatch.callbacks"""
+"""phasewatch.callbacks — Lightning callbacks that track training dynamics on any LightningModule.
+
+Example:
+    >>> import pytorch_lightning as pl
+    >>> from phasewatch.callbacks import TraceLogger, default_callbacks
+    >>> trainer = pl.Trainer(logger=TraceLogger("runs"), callbacks=default_callbacks(modular=True))
+"""
+
+from .cadence import Cadence
+from .circuit import CircuitCheckpoint, Probe, ProbeContext, ProbeResult
+from .defaults import DEFAULT_CADENCES, default_callbacks, tracking_enabled
+from .examples import ExampleTracker
+from .fourier import FourierProbe
+from .gradients import GradientMonitor
+from .probes import AblationProbe, AttentionProbe
+from .snapshots import WeightSnapshot, list_snapshots, load_snapshot
+from .trace_logger import TraceLogger, find_trace_logger, log_array, log_scalars
+from .weights import WeightNormMonitor
+
+__all__ = [
+    "AblationProbe", "AttentionProbe", "Cadence", "CircuitCheckpoint", "DEFAULT_CADENCES",
+    "ExampleTracker", "FourierProbe", "GradientMonitor", "Probe", "ProbeContext", "ProbeResult",
+    "TraceLogger", "WeightNormMonitor", "WeightSnapshot", "default_callbacks",
+    "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
+    "tracking_enabled",
+]

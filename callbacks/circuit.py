@@ -19,6 +19,10 @@ ONE warning per probe is emitted (``rank_zero_warn``); later failures of the sam
 counted in ``circuit/probe_failures/<name>``. Pass ``on_error="raise"`` to stop training with a
 ``RuntimeError`` naming the probe and step instead.
 
+A probe may also define ``applicable(model, task) -> bool``; ``setup()`` drops probes that say
+False (so one default set serves every model), logging the kept names in the run meta
+``circuit/probes``.
+
 Probes run on rank 0 only (they are not collectives; parameters are identical on every rank).
 
 Example:
@@ -102,6 +106,7 @@ class CircuitCheckpoint(PeriodicCallback):
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
         self.probes, self.on_error = probes, on_error
+        self.active = list(probes)
         self._states: dict[str, dict[str, Any]] = {n: {} for n in names}
         self._failures: dict[str, int] = {n: 0 for n in names}
         self._meta_done: set[str] = set()
@@ -111,7 +116,13 @@ class CircuitCheckpoint(PeriodicCallback):
         return self._generate_state_key(cadence=repr(self.cadence),
                                         probes=",".join(p.name for p in self.probes))
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        model, task = inner_model(pl_module), find_task(trainer, pl_module)
+        self.active = [p for p in self.probes
+                       if not hasattr(p, "applicable") or p.applicable(model, task)]
+
     def on_train_start(self, trainer, pl_module) -> None:
+        set_meta(trainer, "circuit/probes", [p.name for p in self.active])
         if self._take(trainer.global_step):
             self.run_probes(trainer, pl_module)
 
@@ -121,13 +132,13 @@ class CircuitCheckpoint(PeriodicCallback):
 
     def run_probes(self, trainer, pl_module) -> dict[str, ProbeResult]:
         """Run every probe once now (rank 0); log and return the results."""
-        if trainer is not None and not trainer.is_global_zero:
+        if trainer is not None and not trainer.is_global_zero or not self.active:
             return {}
         model = inner_model(pl_module)
         step = int(trainer.global_step) if trainer is not None else 0
         task = find_task(trainer, pl_module)
         results: dict[str, ProbeResult] = {}
-        for probe in self.probes:
+        for probe in self.active:
             ctx = ProbeContext(trainer, pl_module, step, task, self._states[probe.name])
             try:
                 with no_leaked_hooks(pl_module), eval_mode(model):

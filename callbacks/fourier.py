@@ -148,6 +148,12 @@ class FourierProbe:
         self.train_index, self.losses, self.name = train_index, losses, name
         self._grid: dict[str, Tensor] = {}
 
+    def applicable(self, model: nn.Module, task: Any) -> bool:
+        """True for models with the hook points and a known modulus."""
+        has = all(hasattr(model, a) for a in ("embedding_tables", "unembedding_table",
+                                                  "hook_neurons"))
+        return has and (self.p is not None or getattr(task, "modulus", None) is not None)
+
     def _setup(self, ctx: ProbeContext) -> None:
         task = ctx.task
         p = self.p or getattr(task, "modulus", None)

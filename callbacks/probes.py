@@ -70,6 +70,12 @@ class AblationProbe:
         self.threshold, self.x, self.y = threshold, x, y
         self.max_examples, self.name = max_examples, name
 
+    def applicable(self, model: nn.Module, task: Any) -> bool:
+        """True for models with more than one named component and a probe set."""
+        comps = getattr(model, "components", None)
+        return callable(comps) and len(comps()) > 1 and (
+            self.x is not None or getattr(task, "train_x", None) is not None)
+
     def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
         comps = model.components()
         names = sorted(comps)
@@ -124,6 +130,11 @@ class AttentionProbe:
         if not isinstance(max_examples, int) or max_examples < 1:
             raise ValueError(f"max_examples must be a positive int, got {max_examples!r}")
         self.x, self.max_examples, self.name = x, max_examples, name
+
+    def applicable(self, model: nn.Module, task: Any) -> bool:
+        """True for models with ``hook_pattern`` modules and a probe set."""
+        return any(n.endswith("hook_pattern") for n, _ in model.named_modules()) and (
+            self.x is not None or getattr(task, "train_x", None) is not None)
 
     def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
         hooks = [(n.rsplit(".hook_pattern", 1)[0], m) for n, m in model.named_modules()

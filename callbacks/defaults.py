@@ -1,0 +1,91 @@
+"""The default phasewatch callback set, and how to run without tracking.
+
+``default_callbacks()`` is what the trainer's configs turn on: weight norms, gradient stats,
+per-example dynamics and (for modular-arithmetic / transformer models) circuit probes, each at
+a log-spaced cadence with a ceiling on the gap (dense early, never sparser than ``max:``).
+
+Run without tracking (for overhead comparisons): ``default_callbacks(tracking=False)`` returns
+``[]``; so does any call when the environment variable ``PHASEWATCH_TRACKING`` is ``0`` /
+``off`` / ``false``. With the CLI: ``PHASEWATCH_TRACKING=0 phasewatch fit --config ...``.
+
+Default cadences (see ``DEFAULT_CADENCES``) keep the measured overhead near 1.05x on config A
+(``scripts/bench_callbacks.py``).
+
+Example:
+    >>> from phasewatch.callbacks import default_callbacks
+    >>> [type(c).__name__ for c in default_callbacks()]
+    ['WeightNormMonitor', 'GradientMonitor', 'ExampleTracker', 'CircuitCheckpoint']
+    >>> default_callbacks(tracking=False)
+    []
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytorch_lightning as pl
+
+from .circuit import CircuitCheckpoint
+from .examples import ExampleTracker
+from .fourier import FourierProbe
+from .gradients import GradientMonitor
+from .probes import AblationProbe, AttentionProbe
+from .snapshots import WeightSnapshot
+from .weights import WeightNormMonitor
+
+__all__ = ["default_callbacks", "tracking_enabled", "DEFAULT_CADENCES"]
+
+DEFAULT_CADENCES: dict[str, str] = {
+    "weights": "log:20,max:100",
+    "gradients": "log:20,max:100",
+    "examples": "log:20,max:100",
+    "circuits": "log:10,max:200",
+    "snapshots": "log:5",
+}
+
+
+def tracking_enabled() -> bool:
+    """False when ``PHASEWATCH_TRACKING`` is 0 / off / false / no."""
+    return os.environ.get("PHASEWATCH_TRACKING", "1").strip().lower() not in (
+        "0", "off", "false", "no")
+
+
+def default_callbacks(modular: bool = True, transformer: bool = True, *,
+                      tracking: bool | None = None, examples: bool = True,
+                      snapshots: bool = False, cadences: dict[str, Any] | None = None
+                      ) -> list[pl.Callback]:
+    """The default set.
+
+    Args:
+        modular: add the Fourier probe; it runs only on models exposing the hook points with a
+            known modulus (``FourierProbe.applicable``), so the default is safe for any model.
+        transformer: add the attention-entropy and ablation probes (they too apply only where
+            the model has ``hook_pattern`` modules / several ``components()``).
+        tracking: False -> ``[]``; None -> ``tracking_enabled()``.
+        examples: add the ExampleTracker.
+        snapshots: add WeightSnapshot.
+        cadences: overrides of ``DEFAULT_CADENCES`` by key.
+    """
+    if tracking is None:
+        tracking = tracking_enabled()
+    if not tracking:
+        return []
+    cad = dict(DEFAULT_CADENCES)
+    unknown = set(cadences or {}) - set(cad)
+    if unknown:
+        raise ValueError(f"unknown cadence keys {sorted(unknown)}; valid: {sorted(cad)}")
+    cad.update(cadences or {})
+    cbs: list[pl.Callback] = [WeightNormMonitor(cad["weights"]), GradientMonitor(cad["gradients"])]
+    if examples:
+        cbs.append(ExampleTracker(cad["examples"]))
+    probes: list[Any] = []
+    if modular:
+        probes.append(FourierProbe())
+    if transformer:
+        probes += [AttentionProbe(), AblationProbe()]
+    if probes:
+        cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"]))
+    if snapshots:
+        cbs.append(WeightSnapshot(cad["snapshots"]))
+    return cbs
