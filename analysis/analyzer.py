@@ -232,12 +232,26 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
         phases = nanda_phases_from_trace(trace)
         if phases.get("insufficient"):
             insufficient.append(phases["insufficient"])
+        for b in phases.get("boundaries", []):
+            events.append(Event(b["name"], b["step"], b["low"], b["high"], "phases",
+                                {"signals": phases.get("signals", [])}))
     memo: dict = {}
     if config.memorization:
         from .memorization import memorization_from_trace
         memo = memorization_from_trace(trace, val=cleaned.get("val"))
         if memo.get("insufficient"):
             insufficient.append(memo["insufficient"])
+        o1 = memo.get("o1") or {}
+        sig = "examples/train/correct"
+        for key, name in (("onset", "corrupted_memorization_onset"), ("t50", "corrupted_memorization_t50"),
+                          ("t90", "corrupted_memorization_t90")):
+            if o1.get(key) is not None:
+                events.append(Event(name, o1[key], o1[f"{key}_low"], o1[key], sig,
+                                    {k: o1[k] for k in ("baseline", "delta", "k") if k in o1}))
+        if memo.get("o2"):
+            o2 = memo["o2"]
+            events.append(Event("early_stopping", o2["step"], o2["step"], o2["step"], config.val_acc,
+                                {"smoothed_val_acc": o2["smoothed_val_acc"]}))
 
     events.sort(key=lambda e: (e.step if e.step is not None else -1, e.name))
     return AnalysisResult(run, rc.run_class, rc.censored, rc.reason, budget, tuple(flags),

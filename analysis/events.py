@@ -193,9 +193,9 @@ def fit_transition(steps, values, *, signal: str, name: str = "transition",
         # sampling resolution around the point: half the local gap between raw samples
         j = int(np.clip(np.searchsorted(x, xe), 1, x.size - 1))
         gap = (x[j] - x[j - 1]) / 2 if x.size > 1 else 0.0
-        half = max(1.96 * se if math.isfinite(se) else gap, gap)
+        half = min(max(1.96 * se if math.isfinite(se) else gap, gap), 2.0)  # cap: 2 decades
         step = 10 ** xe
-        events.append(Event(f"{name}_{label}", int(round(step)), int(math.floor(10 ** (xe - half))),
+        events.append(Event(f"{name}_{label}", int(round(step)), max(0, int(math.floor(10 ** (xe - half)))),
                             int(math.ceil(10 ** (xe + half))), signal,
                             {"log10_step": xe, "se_decades": se,
                              "level": (flo + (fhi - flo) * frac) * direction}))

@@ -1,6 +1,171 @@
-"""Nanda et al. (2023) phases from progress measures (filled in below)."""
+"""Nanda et al. (2023) phases from progress measures, by change-point detection.
+
+Signals (any subset; at least one needed): ``circuit/excluded_loss``,
+``circuit/restricted_loss``, ``weights/sum_sq`` (log10 of each), ``circuit/gini``, and
+``val/loss`` (log10; the cleanup is where it collapses). They are resampled onto a
+uniform step grid (Nanda's phases are on a linear epoch axis), scaled, and segmented into
+pieces that are each linear in step (exact least squares, prefix sums, searched exactly
+with ``ruptures.Dynp``). Segments are named ``memorization``, ``circuit_formation``,
+``cleanup`` and, when the data support a fourth piece (BIC), ``post_cleanup``.
+Boundary intervals: the positions whose profile cost stays within the 95% chi-square
+(1 dof) band of the best, with the noise variance estimated from the residuals.
+
+Example:
+    >>> from phasewatch.analysis.synthetic_examples import nanda_trace
+    >>> t, truth = nanda_trace(seed=0)
+    >>> r = nanda_phases_from_trace(t)
+    >>> [p["name"] for p in r["phases"]][:3]
+    ['memorization', 'circuit_formation', 'cleanup']
+"""
 from __future__ import annotations
 
+import numpy as np
 
-def nanda_phases_from_trace(trace) -> dict:
-    return {"insufficient": "insufficient data for Nanda phases: not implemented yet"}
+from .signals import clean
+
+__all__ = ["PHASE_SIGNALS", "PHASE_NAMES", "nanda_phases", "nanda_phases_from_trace"]
+
+PHASE_SIGNALS = {"circuit/excluded_loss": "log", "circuit/restricted_loss": "log",
+                 "weights/sum_sq": "log", "circuit/gini": "lin", "val/loss": "log"}
+PHASE_NAMES = ("memorization", "circuit_formation", "cleanup", "post_cleanup")
+CHI2_95 = 3.841
+
+
+def _lin_cost():
+    """A ``ruptures`` cost: residual sum of squares of one straight line per dimension.
+
+    The whole [start, end) cost matrix is computed at ``fit`` with prefix sums (numpy),
+    so ``error`` is a lookup.
+    """
+    from ruptures.base import BaseCost
+
+    class CostLinearFast(BaseCost):
+        model = "linear_fast"
+        min_size = 3
+
+        def fit(self, signal):
+            y = np.asarray(signal, dtype=float)
+            y = y[:, None] if y.ndim == 1 else y
+            n = y.shape[0]
+            t = np.arange(n, dtype=float)[:, None]
+            z = np.zeros((1, y.shape[1]))
+            cy = np.vstack([z, np.cumsum(y, 0)])
+            cty = np.vstack([z, np.cumsum(t * y, 0)])
+            cyy = np.vstack([z, np.cumsum(y * y, 0)])
+            ct = np.concatenate([[0.0], np.cumsum(t[:, 0])])
+            ctt = np.concatenate([[0.0], np.cumsum(t[:, 0] ** 2)])
+            a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+            m = np.maximum(b - a, 1).astype(float)
+            st, stt = ct[b] - ct[a], ctt[b] - ctt[a]
+            vt = stt - st * st / m
+            sy = cy[b] - cy[a]
+            cov = (cty[b] - cty[a]) - st[..., None] * sy / m[..., None]
+            vy = (cyy[b] - cyy[a]) - sy * sy / m[..., None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rss = np.where(vt[..., None] > 1e-12, vy - cov * cov / vt[..., None], vy)
+            self.matrix = np.maximum(rss, 0.0).sum(-1)
+            self.signal = y
+            return self
+
+        def error(self, start, end):
+            return float(self.matrix[start, end])
+
+    return CostLinearFast()
+
+
+def _total(cost, bkps):
+    edges = [0, *bkps]
+    return sum(cost.error(a, b) for a, b in zip(edges[:-1], edges[1:]))
+
+
+def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5) -> dict:
+    """Segment a scaled ``[n, d]`` signal on step ``grid``; boundaries with intervals (steps)."""
+    import ruptures as rpt
+
+    n, d = signal.shape
+    cost = _lin_cost().fit(signal)
+    algo = rpt.Dynp(custom_cost=cost, min_size=min_size, jump=2).fit(signal)
+    fits = {}
+    for k in (2, 3):
+        try:
+            b = algo.predict(n_bkps=k)
+        except rpt.exceptions.BadSegmentationParameters:
+            continue
+        fits[k] = (b, _total(cost, b))
+    if not fits:
+        return {"insufficient": f"insufficient data for Nanda phases: {n} grid points"}
+    k = max(fits)
+    if 2 in fits and 3 in fits:
+        sig2 = fits[3][1] / max(n * d - 3 * 2 * d - 3, 1)
+        # BIC: keep the 4th segment only if it pays for its 2d parameters + 1 boundary
+        if fits[2][1] - fits[3][1] < (2 * d + 1) * np.log(n * d) * sig2:
+            k = 2
+    bkps, best = list(fits[k][0]), fits[k][1]
+    for i in range(k):  # refine each boundary to single-point resolution (Dynp used jump=2)
+        left = (bkps[i - 1] if i else 0) + min_size
+        right = bkps[i + 1] - min_size
+        for c in range(max(left, bkps[i] - 2), min(right, bkps[i] + 2) + 1):
+            trial = bkps[:i] + [c] + bkps[i + 1:]
+            tc = _total(cost, trial)
+            if tc < best:
+                best, bkps = tc, trial
+    sig2 = best / max(n * d - (k + 1) * 2 * d - k, 1)
+    inner = bkps[:-1]
+    boundaries = []
+    for i, b in enumerate(inner):
+        left = (inner[i - 1] if i else 0) + min_size
+        right = (inner[i + 1] if i + 1 < len(inner) else n) - min_size
+        ok = []
+        for c in range(left, right + 1):
+            trial = list(bkps)
+            trial[i] = c
+            if (_total(cost, trial) - best) / max(sig2, 1e-12) <= CHI2_95:
+                ok.append(c)
+        lo_i, hi_i = (min(ok), max(ok)) if ok else (b, b)
+        boundaries.append({"name": f"{PHASE_NAMES[i]}_end", "step": int(round(grid[b])),
+                           "low": int(round(grid[max(lo_i - 1, 0)])),
+                           "high": int(round(grid[min(hi_i, n - 1)]))})
+    edges = [0, *inner, n - 1]
+    phases = []
+    for j in range(len(edges) - 1):
+        a, b = edges[j], edges[j + 1]
+        slopes = np.polyfit(grid[a:b + 1] - grid[a], signal[a:b + 1], 1)[0] * (grid[b] - grid[a])
+        phases.append({"name": PHASE_NAMES[j], "start": int(round(grid[a])), "end": int(round(grid[b])),
+                       "change": slopes.tolist()})
+    return {"boundaries": boundaries, "phases": phases, "noise_var": float(sig2)}
+
+
+def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
+    """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged."""
+    names = set(trace.names())
+    used = [n for n in PHASE_SIGNALS if n in names]
+    if not any(n.startswith(("circuit/", "weights/sum_sq")) for n in used):
+        return {"insufficient": "insufficient data for Nanda phases: none of "
+                "circuit/excluded_loss, circuit/restricted_loss, weights/sum_sq, circuit/gini logged"}
+    cols, got = [], []
+    for n in used:
+        s, v, _ = clean(*trace.series(n))
+        if PHASE_SIGNALS[n] == "log":
+            keep = v > 0
+            s, v = s[keep], np.log10(v[keep])
+        if s.size >= 10:
+            cols.append((s, v))
+            got.append(n)
+    if not cols:
+        return {"insufficient": "insufficient data for Nanda phases: fewer than 10 points per measure"}
+    start = max(c[0][0] for c in cols)
+    end = min(c[0][-1] for c in cols)
+    if end - start < 10:
+        return {"insufficient": "insufficient data for Nanda phases: the measures do not overlap in steps"}
+    grid = np.linspace(start, end, n_grid)
+    mat = []
+    for s, v in cols:
+        g = np.interp(grid, s, v)
+        sd = np.std(g)
+        mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
+    out = nanda_phases(grid, np.stack(mat, axis=1))
+    if "insufficient" not in out:
+        out["signals"] = got
+        for p in out["phases"]:
+            p["change"] = dict(zip(got, (round(c, 3) for c in p["change"])))
+    return out

@@ -1,0 +1,102 @@
+"""Nanda phases and per-example memorization against synthetic known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from phasewatch.analysis.analyzer import AnalysisConfig, analyze_trace
+from phasewatch.analysis.memorization import (auroc, forgetting_events, memorization_from_trace,
+                                              memorized_at, memorized_bits, o1_onset)
+from phasewatch.analysis.memtrace import MemoryTrace
+from phasewatch.analysis.phases import nanda_phases_from_trace
+from phasewatch.analysis.synthetic_examples import corrupted_examples, nanda_trace, random_target_examples
+
+
+def test_nanda_boundaries_within_005_decades_over_seeds():
+    n = ok = covered = 0
+    for seed in range(12):
+        t, truth = nanda_trace(seed)
+        r = nanda_phases_from_trace(t)
+        assert [p["name"] for p in r["phases"]][:3] == ["memorization", "circuit_formation", "cleanup"]
+        for b, key in zip(r["boundaries"], ("b1", "b2", "b3")):
+            n += 1
+            ok += abs(math.log10(b["step"]) - math.log10(truth[key])) <= 0.05
+            covered += b["low"] - 100 <= truth[key] <= b["high"] + 100
+        # the phases carry their evidence: excluded loss falls, then rises; gini jumps in cleanup
+        ch = [p["change"] for p in r["phases"]]
+        assert ch[0]["circuit/excluded_loss"] < 0 < ch[1]["circuit/excluded_loss"]
+        assert ch[2]["circuit/gini"] > ch[1]["circuit/gini"] > 0
+    assert ok / n >= 0.95 and covered / n >= 0.8, (ok, covered, n)
+
+
+def test_phases_insufficient_without_progress_measures():
+    s = np.arange(100)
+    r = nanda_phases_from_trace(MemoryTrace({"val/loss": (s, np.exp(-s / 10))}))
+    assert r["insufficient"].startswith("insufficient data for Nanda phases")
+    t, _ = nanda_trace(0)
+    short = MemoryTrace({"circuit/gini": (t.series("circuit/gini")[0][:5], t.series("circuit/gini")[1][:5])})
+    assert "insufficient" in nanda_phases_from_trace(short)
+
+
+def test_analyzer_reports_phase_boundary_events():
+    t, truth = nanda_trace(3)
+    res = analyze_trace(t)
+    e = res.event("circuit_formation_end")
+    assert e is not None and abs(math.log10(e.step / truth["b2"])) <= 0.05
+    assert res.phases["phases"][2]["name"] == "cleanup"
+
+
+def test_elementary_per_example_functions():
+    steps = np.array([0, 10, 20, 30])
+    c = np.array([[0, 1, 1], [1, 1, 0], [0, 1, 1], [1, 1, 0]])
+    assert memorized_at(steps, c).tolist() == [30.0, 0.0, math.inf]
+    assert forgetting_events(c).tolist() == [1, 0, 2]
+    assert auroc(np.array([0.1, 0.2, 0.9, 0.8]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.array([1.0, 1.0]), np.array([1, 0])) == 0.5
+    assert memorized_bits(np.array([[0.0, math.log(16) * 4]]), 16, 4).tolist() == [16.0]
+    o1 = o1_onset(np.arange(10) * 10, np.array([0, 0, 0, .05, .2, .3, .4, .6, .95, 1]))
+    assert (o1["onset"], o1["t50"], o1["t90"]) == (40, 70, 80)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_corrupted_label_o1_o3_cartography_match_truth(seed):
+    t, truth = corrupted_examples(seed)
+    res = analyze_trace(t)
+    m = res.memorization
+    q = m["o3"]["corrupted"]
+    true_tau = truth["tau"][truth["corrupted"]]
+    for key, qq in (("q10", 0.1), ("q50", 0.5), ("q90", 0.9)):
+        assert abs(q[key] - np.quantile(true_tau, qq)) <= 20 + 1e-9  # one evaluation (every 20)
+    for key in ("t50", "t90"):   # the subset curve also counts chance flips: 0.05 decades
+        assert abs(math.log10(m["o1"][key] / truth[key])) <= 0.05
+    # consistent with the logged per-subset accuracy curve
+    s, acc_c = t.series("train/acc_corrupted")
+    assert m["o1"]["t50"] == s[np.argmax(acc_c >= 0.5)] and m["o1"]["t90"] == s[np.argmax(acc_c >= 0.9)]
+    assert m["o1"]["onset"] <= m["o1"]["t50"] <= m["o1"]["t90"]
+    # O1 onset consistent with the per-subset accuracy curve: baseline + 0.1 crossed there
+    sa = m["subset_acc"]
+    assert m["forgetting"]["corrupted"]["mean_events"] > m["forgetting"]["clean"]["mean_events"]
+    assert m["cartography"]["auroc_low_confidence_vs_corrupted"] > 0.95
+    assert m["o4"]["peak_gap"] > 0.9 and m["o4"]["fall_step"] is not None
+    assert res.event("corrupted_memorization_t50").step == m["o1"]["t50"]
+    assert res.event("early_stopping").step == m["o2"]["step"]
+    F = m["o3"]["F"]
+    assert F["corrupted"][-1] == 1.0 and F["corrupted"][0] == 0.0
+    assert sa["corrupted"][-1] == 1.0
+
+
+def test_random_target_bits_per_parameter():
+    t, truth = random_target_examples(0)
+    cap = memorization_from_trace(t)["capacity"]
+    assert cap["bits_final"] == pytest.approx(truth["bits_final"], rel=1e-4)
+    assert cap["bits_per_param_final"] == pytest.approx(truth["bits_per_param"], rel=1e-4)
+    assert cap["curve"][0][1] < cap["curve"][-1][1]
+
+
+def test_per_example_mismatched_shapes_raise_naming_the_array():
+    s = np.array([0, 10])
+    t = MemoryTrace(arrays={"examples/train/correct": (s, np.ones((2, 5))),
+                            "examples/train/corrupted": (np.array([0]), np.ones((1, 4)))})
+    with pytest.raises(ValueError, match="examples/train/corrupted"):
+        memorization_from_trace(t)
+    assert "insufficient" in memorization_from_trace(MemoryTrace())
