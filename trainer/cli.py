@@ -1,0 +1,109 @@
+"""``phasewatch fit``: LightningCLI over the built-in tasks and models.
+
+Every run gets its own directory ``<trainer.default_root_dir>/<run.name>-<version>``
+holding the trace store (the source of truth), the resolved ``config.yaml``, the
+checkpoints and, unless ``run.wandb: disabled``, the W&B files. ``runs/latest`` points
+at the newest run.
+
+Example:
+    phasewatch fit --config configs/modadd_mlp.yaml
+    phasewatch fit --config configs/modadd_mlp.yaml --run.tracking false   # bare run
+    phasewatch fit --config configs/modadd_mlp.yaml --run.resume runs/modadd_mlp-2026...
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from phasewatch.callbacks.defaults import default_callbacks
+from phasewatch.callbacks.trace_logger import TraceLogger
+
+from .data import TaskDataModule
+from .module import PhaseModule
+from .wandb_logger import build_wandb_logger, resolve_mode
+
+
+@dataclass
+class RunOptions:
+    """Options of a run that are neither model, data nor Lightning trainer settings.
+
+    Args:
+        name: prefix of the run directory and the W&B run name.
+        wandb: ``auto`` (online with credentials, else offline), ``online``, ``offline``
+            or ``disabled``.
+        wandb_project: W&B project.
+        tracking: attach phasewatch's default callbacks (False: a bare run, e.g. to
+            measure their overhead).
+        checkpoint_every: save ``checkpoints/last.ckpt`` every this many steps.
+        resume: an existing run directory to continue from its last checkpoint.
+    """
+
+    name: str = "run"
+    wandb: str = "auto"
+    wandb_project: str = "phasewatch"
+    tracking: bool = True
+    checkpoint_every: int = 500
+    resume: Optional[str] = None
+
+
+class PhaseCLI(LightningCLI):
+    """LightningCLI with phasewatch's run directory, loggers and callbacks."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+        parser.link_arguments("data", "model.task", compute_fn=lambda data: data.task,
+                              apply_on="instantiate")
+        parser.set_defaults({"trainer.default_root_dir": "runs", "trainer.check_val_every_n_epoch": None,
+                             "trainer.enable_model_summary": False, "trainer.num_sanity_val_steps": 0})
+
+    def before_instantiate_classes(self) -> None:
+        run = self.config[self.subcommand].run
+        resolve_mode(run.wandb)  # fail at start on a bad value, naming the field
+        if run.checkpoint_every < 1:
+            raise ValueError(f"run.checkpoint_every must be >= 1, got {run.checkpoint_every}")
+        if run.resume:
+            ckpt = Path(run.resume) / "checkpoints" / "last.ckpt"
+            if not ckpt.is_file():
+                raise ValueError(f"run.resume: no checkpoint at {ckpt}; pass a run directory "
+                                 f"that was trained with checkpoints")
+            self.config[self.subcommand]["ckpt_path"] = str(ckpt)
+
+    def instantiate_trainer(self, **kwargs):
+        config = self.config_init[self.subcommand]
+        run, trainer_cfg = config.run, config.trainer
+        if run.resume:
+            run_dir = Path(run.resume)
+            name, _, version = run_dir.name.partition("-")  # run id = f"{name}-{version}"
+            trace = TraceLogger(root_dir=str(run_dir.parent), name=name, version=version)
+        else:
+            trace = TraceLogger(root_dir=trainer_cfg.default_root_dir, name=run.name)
+        loggers = [trace]
+        wandb_logger = build_wandb_logger(trace.log_dir, name=os.path.basename(trace.log_dir),
+                                          mode=run.wandb, project=run.wandb_project)
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
+        callbacks = [ModelCheckpoint(dirpath=os.path.join(trace.log_dir, "checkpoints"),
+                                     every_n_train_steps=run.checkpoint_every, save_last=True)]
+        if run.tracking:
+            callbacks += default_callbacks()
+        return super().instantiate_trainer(logger=loggers, callbacks=callbacks + list(trainer_cfg.callbacks or []), **kwargs)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``."""
+    started = time.perf_counter()
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
+                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                   run=True, subclass_mode_model=False)
+    log_dir = cli.trainer.log_dir
+    print(f"run directory: {log_dir}  ({time.perf_counter() - started:.1f} s)")
+    return 0

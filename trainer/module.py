@@ -1,0 +1,151 @@
+"""The LightningModule that trains the built-in models on the built-in tasks.
+
+It evaluates the *full* training and validation sets on a step cadence (Lightning's
+validation loop, ``val_check_interval``) and logs ``train/loss``, ``train/acc``,
+``val/loss``, ``val/acc`` there; for corrupted labels also ``train/acc_clean``,
+``train/acc_corrupted`` and ``train/acc_corrupted_true`` (the corrupted subset scored
+against its true labels). Probes reach the network as ``module.model`` and the data as
+``module.task``.
+
+Example:
+    >>> from phasewatch.trainer.data import TaskDataModule
+    >>> dm = TaskDataModule(task="x+y", p=59, frac=0.5)
+    >>> module = PhaseModule(dm.task, model="embedding_mlp", lr=3e-3)
+    >>> # pl.Trainer(max_steps=3000, val_check_interval=20,
+    >>> #            check_val_every_n_epoch=None).fit(module, dm)
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from phasewatch.callbacks.trace_logger import log_scalars
+
+from .grokfast import GradFilter
+from .models import build_model
+from .tasks import TaskData
+
+LOSSES = ("cross_entropy", "mse")
+
+
+class PhaseModule(pl.LightningModule):
+    """Full-batch (or minibatch) training with AdamW and linear warmup.
+
+    Args:
+        task: the data (``TaskDataModule(...).task``); linked automatically by the CLI.
+        model: ``"embedding_mlp"``, ``"quadratic_mlp"``, ``"transformer1"``,
+            ``"transformer2"`` or ``"mlp"``.
+        model_kwargs: extra constructor arguments of the model (widths, d_model ...).
+        lr, weight_decay, betas, warmup_steps: AdamW with linear warmup over the first
+            ``warmup_steps`` steps (Nanda et al.: 1e-3, 1.0, (0.9, 0.98), 10).
+        loss: ``"cross_entropy"`` or ``"mse"`` (against one-hot targets, Gromov/Doshi).
+        loss_float64: compute the loss in float64 (removes float32 loss spikes near zero).
+        grokfast: ``None``, ``"ema"`` or ``"ma"`` gradient filter (Lee et al. 2024).
+        init_scale: multiply the initial weights by this (Omnigrok's alpha).
+        eval_batch_size: evaluate in chunks of this many examples (``None``: all at once).
+    """
+
+    def __init__(self, task: TaskData, model: str = "embedding_mlp",
+                 model_kwargs: Optional[dict] = None, lr: float = 1e-3,
+                 weight_decay: float = 1.0, betas: tuple[float, float] = (0.9, 0.98),
+                 warmup_steps: int = 10, loss: str = "cross_entropy", loss_float64: bool = False,
+                 grokfast: Optional[str] = None, grokfast_alpha: float = 0.98,
+                 grokfast_lambda: float = 2.0, grokfast_window: int = 100,
+                 init_scale: float = 1.0, eval_batch_size: Optional[int] = None) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss must be one of {LOSSES}, got {loss!r}")
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"model.weight_decay must be >= 0, got {weight_decay}")
+        if warmup_steps < 0:
+            raise ValueError(f"model.warmup_steps must be >= 0, got {warmup_steps}")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"model.eval_batch_size must be >= 1 or null, got {eval_batch_size}")
+        self.save_hyperparameters(ignore=["task"])
+        self.task = task
+        self.model = build_model(model, task, init_scale=init_scale, **(model_kwargs or {}))
+        self.grad_filter = (GradFilter(grokfast, grokfast_alpha, grokfast_lambda, grokfast_window)
+                            if grokfast else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Loss per example (``reduction="none"``) or its mean; multi-token outputs average positions."""
+        if self.hparams.loss_float64:
+            logits = logits.double()
+        if self.hparams.loss == "mse":
+            target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+            per_example = ((logits - target) ** 2).sum(-1)
+        else:
+            per_example = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none")
+            per_example = per_example.view(y.shape)
+        if per_example.dim() > 1:
+            per_example = per_example.mean(-1)
+        return per_example.mean() if reduction == "mean" else per_example
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        return self.loss_fn(self.model(x), y)
+
+    def on_after_backward(self) -> None:
+        if self.grad_filter is not None:
+            self.grad_filter.apply(self.model.named_parameters())
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example loss and correctness (all output positions right) on a whole set."""
+        chunk = self.hparams.eval_batch_size or max(len(x), 1)
+        losses, correct = [], []
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start:start + chunk].to(self.device), y[start:start + chunk].to(self.device)
+            logits = self.model(xb)
+            losses.append(self.loss_fn(logits, yb, reduction="none").float())
+            hit = logits.argmax(-1) == yb
+            correct.append(hit.all(-1) if hit.dim() > 1 else hit)
+        return torch.cat(losses), torch.cat(correct).float()
+
+    def validation_step(self, batch: object, batch_idx: int) -> None:
+        task = self.task
+        loss, correct = self.evaluate(task.train_x, task.train_y)
+        metrics = {"train/loss": loss.mean(), "train/acc": correct.mean()}
+        if task.train_corrupted is not None:
+            corrupted = task.train_corrupted.to(self.device)
+            metrics["train/acc_clean"] = correct[~corrupted].mean()
+            metrics["train/acc_corrupted"] = correct[corrupted].mean()
+            _, correct_true = self.evaluate(task.train_x[task.train_corrupted],
+                                            task.train_true_y[task.train_corrupted])
+            metrics["train/acc_corrupted_true"] = correct_true.mean()
+        if len(task.val_x):
+            val_loss, val_correct = self.evaluate(task.val_x, task.val_y)
+            metrics.update({"val/loss": val_loss.mean(), "val/acc": val_correct.mean()})
+        # ``self.log`` would reach the loggers at ``global_step - 1`` (Lightning's in-epoch
+        # validation convention); phasewatch's one step axis is ``trainer.global_step``.
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=1, logger=False)
+        log_scalars(self.trainer, metrics)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=hp.lr,
+                                      weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        warmup = max(hp.warmup_steps, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def setup(self, stage: str) -> None:
+        # Weight decay drives weights towards zero; denormal floats there slow CPUs many-fold.
+        torch.set_flush_denormal(True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.grad_filter is not None:
+            checkpoint["grokfast"] = self.grad_filter.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.grad_filter is not None:
+            self.grad_filter.load_state_dict(checkpoint.get("grokfast"))

@@ -1,0 +1,99 @@
+"""Weights & Biases logging that can never stop training.
+
+``build_wandb_logger`` returns a Lightning ``WandbLogger`` whose every call is guarded:
+if W&B cannot start (no network, bad key, full disk) or fails later, phasewatch warns
+once and carries on; the local trace store stays the source of truth. With no
+credentials (no ``WANDB_API_KEY``, no ``~/.netrc`` entry) the run is logged offline into
+the run directory, to be uploaded later with ``wandb sync``.
+
+Example:
+    >>> logger = build_wandb_logger("runs/demo-1", name="demo-1", mode="offline")
+    >>> # pl.Trainer(logger=[trace_logger, logger])
+"""
+
+from __future__ import annotations
+
+import functools
+import netrc
+import os
+import warnings
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from pytorch_lightning.loggers import WandbLogger
+
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_credentials_available() -> bool:
+    """True when an API key is in the environment or in ~/.netrc for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` -> ``online`` with credentials, ``offline`` without; WANDB_MODE wins."""
+    if mode not in MODES:
+        raise ValueError(f"run.wandb must be one of {MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    return "online" if wandb_credentials_available() else "offline"
+
+
+def _guarded(method):
+    """Run a WandbLogger method; on failure warn once and disable the logger."""
+    @functools.wraps(method)
+    def call(self: "SafeWandbLogger", *args: Any, **kwargs: Any) -> Any:
+        if self.failed:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - W&B must never stop training
+            self.failed = True
+            warnings.warn(f"W&B logging stopped ({type(error).__name__}: {error}); training "
+                          f"goes on and the local trace in the run directory is complete.",
+                          RuntimeWarning, stacklevel=2)
+            return None
+    return call
+
+
+class SafeWandbLogger(WandbLogger):
+    """A WandbLogger whose failures warn once instead of raising."""
+
+    failed = False
+
+    log_metrics = _guarded(WandbLogger.log_metrics)
+    log_hyperparams = _guarded(WandbLogger.log_hyperparams)
+    after_save_checkpoint = _guarded(WandbLogger.after_save_checkpoint)
+    finalize = _guarded(WandbLogger.finalize)
+
+
+def build_wandb_logger(run_dir: str, name: str, mode: str = "auto",
+                       project: str = "phasewatch", **kwargs: Any) -> Optional[SafeWandbLogger]:
+    """A started W&B logger writing into ``run_dir/wandb``, or ``None`` (disabled or failed)."""
+    mode = resolve_mode(mode)
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        # No git probing, console capture or system-stats sampler: they cost CPU during
+        # training and the run directory already records the config.
+        settings = wandb.Settings(disable_git=True, console="off", x_disable_stats=True)
+        logger = SafeWandbLogger(name=name, project=project, save_dir=run_dir, offline=mode == "offline",
+                                 id=os.path.basename(os.path.normpath(run_dir)), resume="allow",
+                                 settings=settings, **kwargs)
+        logger.experiment  # start now, so a failure shows here and not in the middle of training
+    except Exception as error:  # noqa: BLE001 - W&B must never stop training
+        warnings.warn(f"W&B could not start ({type(error).__name__}: {error}); training without it. "
+                      f"The local trace in {run_dir} is complete.", RuntimeWarning, stacklevel=2)
+        return None
+    return logger
