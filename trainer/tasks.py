@@ -26,7 +26,7 @@ from torch import Tensor
 __all__ = ["TaskData", "build_task", "OPERATIONS", "S5_TASKS", "TASK_NAMES", "is_prime"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no boolean ==
 class TaskData:
     """One task: train/val tensors plus what a model needs to size itself.
 

@@ -199,3 +199,14 @@ def test_every_model_name_builds(task):
         m = build_model(name, task)
         assert m(task.val_x[:2]).shape == (2, P)
         assert m.hook_neurons is not None and m.components()
+
+
+def test_transformer1_vocab_path_exact_for_longer_sequences():
+    """The gather path is exact for any seq_len (here 6 parity bits), float64."""
+    t = build_task("parity", n_bits=6, k=2, n_samples=64)
+    torch.manual_seed(0)
+    m = build_model("transformer1", t, d_model=32, d_mlp=64).double()
+    ref = m.forward_all_positions(t.train_x)
+    for mode in ("vocab", "last"):
+        m.compute = mode
+        torch.testing.assert_close(m(t.train_x), ref, atol=1e-12, rtol=1e-12)
