@@ -105,7 +105,7 @@ class Cadence:
                 return cls(points_per_decade=ppd, **kw)
         except ValueError as err:
             if "must be" in str(err):
-                raise
+                raise ValueError(f"bad cadence {spec!r}: {err}") from None
         raise ValueError(f"cannot parse cadence {spec!r}; use 'every:N', 'log:PPD[,min:N][,max:N]' "
                          "or 'never'")
 
