@@ -42,6 +42,7 @@ class AnalysisConfig:
     val_loss: str = "val/loss"
     phases: bool = True
     memorization: bool = True
+    capacity: tuple = ()          # (("random_targets", True), ("n_classes", 16), ...) overrides meta
 
     @property
     def threshold(self) -> float:
@@ -53,7 +54,8 @@ class AnalysisConfig:
     def to_dict(self) -> dict:
         return {"classify": self.classify.to_dict(), "extra_thresholds": list(self.extra_thresholds),
                 "train_acc": self.train_acc, "val_acc": self.val_acc,
-                "train_loss": self.train_loss, "val_loss": self.val_loss}
+                "train_loss": self.train_loss, "val_loss": self.val_loss,
+                "capacity": dict(self.capacity)}
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     memo: dict = {}
     if config.memorization:
         from .memorization import memorization_from_trace
-        memo = memorization_from_trace(trace, val=cleaned.get("val"))
+        memo = memorization_from_trace(trace, val=cleaned.get("val"), capacity=dict(config.capacity))
         if memo.get("insufficient"):
             insufficient.append(memo["insufficient"])
         o1 = memo.get("o1") or {}

@@ -30,6 +30,11 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-acc", default="val/acc")
     p.add_argument("--train-loss", default="train/loss")
     p.add_argument("--val-loss", default="val/loss")
+    p.add_argument("--random-targets", action="store_true", default=None,
+                   help="random-target task: report memorized bits (else read from run meta)")
+    p.add_argument("--vocab", type=int, default=None, help="output vocabulary V for memorized bits")
+    p.add_argument("--out-len", type=int, default=None, help="output positions L for memorized bits")
+    p.add_argument("--n-params", type=int, default=None, help="parameter count for bits/parameter")
 
 
 def _config(args):
@@ -37,8 +42,10 @@ def _config(args):
     from .classify import ClassifyConfig
     cc = ClassifyConfig(threshold=args.threshold, gap_rule=args.gap_rule, grok_ratio=args.grok_ratio,
                         min_gap_steps=args.min_gap_steps, censor_ratio=args.censor_ratio)
+    cap = tuple((k, v) for k, v in (("random_targets", args.random_targets), ("n_classes", args.vocab),
+                                    ("out_len", args.out_len), ("n_params", args.n_params)) if v is not None)
     return AnalysisConfig(classify=cc, train_acc=args.train_acc, val_acc=args.val_acc,
-                          train_loss=args.train_loss, val_loss=args.val_loss)
+                          train_loss=args.train_loss, val_loss=args.val_loss, capacity=cap)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,13 +6,15 @@ array per evaluation step unless noted):
 | array | shape / dtype | meaning |
 |---|---|---|
 | ``examples/train/correct`` | [n_train] uint8/bool | prediction == assigned (trained-on) label |
-| ``examples/train/loss`` | [n_train] float16/32 | NLL (nats) of the assigned label, summed over output positions |
-| ``examples/train/p_label`` | [n_train] float16/32 | p(assigned label); optional, else exp(-loss) (alias ``p_true``) |
+| ``examples/train/loss`` | [n_train] float16/32 | NLL (nats) of the assigned label, mean over the L output positions |
+| ``examples/train/p_true`` | [n_train] float16/32 | p(assigned label) (geometric mean over positions); optional, else exp(-loss) (alias ``p_label``) |
 | ``examples/train/corrupted`` | [n_train] uint8/bool, logged once (step 0) | subset tag: True = label corrupted |
 | ``examples/train/correct_true`` | [n_train] uint8/bool | prediction == TRUE label (differs only for corrupted) |
 
-Meta keys used for capacity: ``task/random_targets`` (bool), ``task/n_classes`` (V),
-``task/out_len`` (L, default 1), ``model/n_params``.
+Capacity (memorized bits) is computed when the run is a random-target task: meta keys
+``task/random_targets`` (bool), ``task/n_classes`` (V), ``task/out_len`` (L, default 1),
+``model/n_params``, or the same given as ``capacity={"random_targets": True, "n_classes": V,
+"out_len": L, "n_params": P}`` (CLI: ``--random-targets --vocab V --out-len L --n-params P``).
 
 Computed: O1 (corrupted-subset onset: accuracy above its early baseline + delta for k
 consecutive evals; t50, t90), O2 (argmax of smoothed val acc), O3 (per-example
@@ -39,9 +41,9 @@ __all__ = ["ARRAY_NAMES", "memorized_at", "o1_onset", "forgetting_events", "cart
            "memorized_bits", "memorization_from_trace"]
 
 ARRAY_NAMES = {"correct": "examples/train/correct", "loss": "examples/train/loss",
-               "p_label": "examples/train/p_label", "corrupted": "examples/train/corrupted",
+               "p_true": "examples/train/p_true", "corrupted": "examples/train/corrupted",
                "correct_true": "examples/train/correct_true"}
-ALIASES = {"p_label": ("examples/train/p_true",)}
+ALIASES = {"p_true": ("examples/train/p_label",)}
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -119,7 +121,7 @@ def cartography(p_label: np.ndarray, correct: np.ndarray) -> dict[str, np.ndarra
 
 
 def memorized_bits(nll_nats: np.ndarray, vocab: int, out_len: int = 1) -> np.ndarray:
-    """B(s) = sum_i max(0, L log2 V - NLL_i / ln 2) for each row (evaluation) of ``nll_nats``."""
+    """B(s) = sum_i max(0, L log2 V - NLL_i / ln 2) per row (evaluation); NLL_i summed over positions."""
     cap = out_len * math.log2(vocab)
     return np.maximum(0.0, cap - np.asarray(nll_nats, dtype=np.float64) / math.log(2)).sum(-1)
 
@@ -142,10 +144,12 @@ def _arr(trace, key):
     return None
 
 
-def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3) -> dict:
+def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
+                            capacity: dict | None = None) -> dict:
     """All per-example results of a run; ``{"insufficient": ...}`` without per-example arrays.
 
-    ``val``: optional cleaned ``(steps, values)`` of val accuracy for O2.
+    ``val``: optional cleaned ``(steps, values)`` of val accuracy for O2; ``capacity``:
+    overrides of the random-target meta (see module docstring).
     """
     out: dict = {}
     if val is not None and len(val[0]) >= 3:
@@ -160,13 +164,19 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3) -> 
                                f"{ARRAY_NAMES['correct']} / {ARRAY_NAMES['loss']} arrays")
         return out
     meta = dict(getattr(trace, "meta", {}) or {})
-    if loss is not None and meta.get("task/random_targets"):
+    cap = {k_: meta.get(f"{'model' if k_ == 'n_params' else 'task'}/{k_}")
+           for k_ in ("random_targets", "n_classes", "out_len", "n_params")}
+    cap.update({k_: v_ for k_, v_ in (capacity or {}).items() if v_ is not None})
+    if loss is not None and cap.get("random_targets"):
         s, nll = loss
-        V, L = int(meta.get("task/n_classes", 0) or 0), int(meta.get("task/out_len", 1) or 1)
-        if V >= 2:
-            bits = memorized_bits(nll.reshape(nll.shape[0], -1), V, L)
+        V, L = int(cap.get("n_classes") or 0), int(cap.get("out_len") or 1)
+        if V < 2:
+            out["capacity"] = {"insufficient": "insufficient data for memorized bits: vocabulary "
+                               "size unknown (meta task/n_classes or --vocab)"}
+        else:
+            bits = memorized_bits(L * nll.reshape(nll.shape[0], -1).astype(np.float64), V, L)
             idx = _subsample(s.size)
-            n_params = meta.get("model/n_params")
+            n_params = cap.get("n_params")
             out["capacity"] = {"vocab": V, "out_len": L, "n_params": n_params,
                                "bits_final": float(bits[-1]), "bits_max": float(bits.max()),
                                "bits_per_param_final": (float(bits[-1]) / n_params) if n_params else None,
@@ -216,7 +226,7 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3) -> 
     else:
         out["o1"] = o1_onset(steps, C.mean(1), delta=delta, k=k)
         out["o1"]["subset"] = "all (no examples/train/corrupted tag)"
-    pl = _arr(trace, "p_label")
+    pl = _arr(trace, "p_true")
     if pl is None and loss is not None and loss[1].reshape(loss[1].shape[0], -1).shape[1] == n:
         pl = (loss[0], np.exp(-loss[1].astype(np.float64)))
     if pl is not None:
@@ -225,7 +235,7 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3) -> 
         P = P.reshape(P.shape[0], -1)[np.isin(ps, common)]
         Cc = C[np.isin(steps, common)]
         cart = cartography(P, Cc)
-        res = {"source": "p_label" if _arr(trace, "p_label") is not None else "exp(-loss)"}
+        res = {"source": "p_true" if _arr(trace, "p_true") is not None else "exp(-loss)"}
         for name, m in subsets.items():
             res[name] = {key: float(np.median(val_[m])) for key, val_ in cart.items()}
         if corrupted is not None:

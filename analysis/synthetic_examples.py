@@ -88,7 +88,7 @@ def corrupted_examples(seed: int, n_train: int = 400, xi: float = 0.3, n_classes
         "examples/train/correct": (steps, correct.astype(np.uint8)),
         "examples/train/correct_true": (steps, correct_true.astype(np.uint8)),
         "examples/train/loss": (steps, loss.astype(np.float32)),
-        "examples/train/p_label": (steps, p_label.astype(np.float32)),
+        "examples/train/p_true": (steps, p_label.astype(np.float32)),
         "examples/train/corrupted": (np.array([0]), corrupted[None, :].astype(np.uint8)),
     }
     acc = correct.mean(1)
@@ -105,7 +105,7 @@ def corrupted_examples(seed: int, n_train: int = 400, xi: float = 0.3, n_classes
 
 def random_target_examples(seed: int, n: int = 500, vocab: int = 16, out_len: int = 4,
                            n_params: int = 5000, budget: int = 2000, every: int = 50):
-    """Per-example NLL (nats, summed over ``out_len`` positions) on random targets.
+    """Per-example NLL (nats, mean over ``out_len`` positions) on random targets.
 
     Example i becomes fully memorized (NLL ~ 0) at a random step, others stay at chance
     (NLL = out_len * ln vocab). Returns ``(MemoryTrace, truth)`` with the final bits.
@@ -115,7 +115,7 @@ def random_target_examples(seed: int, n: int = 500, vocab: int = 16, out_len: in
     at = rng.uniform(100, 3 * budget, n)               # about 1/3 memorized by the end
     chance = out_len * math.log(vocab)
     nll = np.where(steps[:, None] >= at[None, :], 1e-3, chance * rng.uniform(0.98, 1.05, (steps.size, n)))
-    arrays = {"examples/train/loss": (steps, nll.astype(np.float32))}
+    arrays = {"examples/train/loss": (steps, (nll / out_len).astype(np.float32))}
     bits_final = float(np.sum(np.maximum(0.0, out_len * math.log2(vocab) - nll[-1] / math.log(2))))
     meta = {"task/random_targets": True, "task/n_classes": vocab, "task/out_len": out_len,
             "model/n_params": n_params}

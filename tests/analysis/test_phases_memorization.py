@@ -100,3 +100,16 @@ def test_per_example_mismatched_shapes_raise_naming_the_array():
     with pytest.raises(ValueError, match="examples/train/corrupted"):
         memorization_from_trace(t)
     assert "insufficient" in memorization_from_trace(MemoryTrace())
+
+
+def test_capacity_from_cli_options_when_meta_is_missing(make_run_dir, capsys):
+    import json
+    from phasewatch.analysis.cli import main
+    t, truth = random_target_examples(1)
+    t.meta.clear()
+    run = make_run_dir(t)
+    assert main(["analyze", str(run), "--random-targets", "--vocab", "16", "--out-len", "4",
+                 "--n-params", "5000"]) == 0
+    cap = json.loads((run / "analysis" / "analysis.json").read_text())["memorization"]["capacity"]
+    assert cap["bits_final"] == pytest.approx(truth["bits_final"], rel=1e-3)
+    assert cap["bits_per_param_final"] == pytest.approx(truth["bits_per_param"], rel=1e-3)
