@@ -126,6 +126,36 @@ class AnalysisResult:
         return "\n".join(lines)
 
 
+class _Cleaned:
+    """Reader-API view of a trace whose series are cleaned once (sorted, deduplicated, finite)."""
+
+    def __init__(self, trace):
+        self._t = trace
+        self._c: dict = {}
+        self.bad: dict = {}
+        self.meta = getattr(trace, "meta", {})
+        self.path = getattr(trace, "path", None)
+
+    def names(self):
+        return self._t.names()
+
+    def series(self, name):
+        if name not in self._c:
+            s, v, b = clean(*self._t.series(name))
+            self._c[name] = (s, v)
+            self.bad[name] = b
+        return self._c[name]
+
+    def array_names(self):
+        return self._t.array_names()
+
+    def arrays(self, name):
+        return self._t.arrays(name)
+
+    def events(self):
+        return self._t.events()
+
+
 def _get(trace, name):
     if name not in trace.names():
         return None
@@ -157,19 +187,17 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     insufficient: list[str] = []
     transitions: dict = {}
     thresholds: dict = {}
+    trace = trace if isinstance(trace, _Cleaned) else _Cleaned(trace)
     names = list(trace.names())
     tr, va = _get(trace, config.train_acc), _get(trace, config.val_acc)
-    budgets = [int(np.max(trace.series(n)[0])) for n in names if len(trace.series(n)[0])]
+    budgets = [int(trace.series(n)[0][-1]) for n in names if len(trace.series(n)[0])]
     budget = max(budgets) if budgets else None
 
     # divergence: any non-finite in the core series
     bad = []
     for n in (config.train_loss, config.val_loss, config.train_acc, config.val_acc):
-        got = _get(trace, n)
-        if got is not None:
-            _, _, b = clean(*got)
-            if b is not None:
-                bad.append((b, n))
+        if _get(trace, n) is not None and trace.bad.get(n) is not None:
+            bad.append((trace.bad[n], n))
     if bad:
         b, n = min(bad)
         flags.append("diverged")

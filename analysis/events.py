@@ -72,16 +72,18 @@ def threshold_event(steps, values, threshold: float, *, name: str, signal: str,
     None when the trace ends below the threshold or is empty.
     """
     s, v, _ = clean(steps, values)
-    hit = reach_and_stay(s, v, threshold, hysteresis=hysteresis, smooth=smooth)
+    sm = running_median(v, smooth) if v.size >= smooth else v
+    hit = reach_and_stay(s, v, threshold, hysteresis=hysteresis, smooth=smooth, smoothed=sm)
     if hit is None:
         return None
     i_prev, i = hit
-    lo_i, hi_i = noise_band(v, i, threshold, smooth)
+    lo_i, hi_i = noise_band(v, i, threshold, smooth, smoothed=sm)
     return Event(name, int(s[i]), int(s[min(i_prev, lo_i)]), int(s[max(i, hi_i)]), signal,
                  {"threshold": threshold, "value": float(v[i]), "hysteresis": hysteresis})
 
 
-def noise_band(v: np.ndarray, i: int, level: float, smooth: int = 5, k: float = 2.0) -> tuple[int, int]:
+def noise_band(v: np.ndarray, i: int, level: float, smooth: int = 5, k: float = 2.0,
+               smoothed: np.ndarray | None = None) -> tuple[int, int]:
     """Samples where the running median first enters ``level -+ k sigma`` around sample ``i``.
 
     sigma is the noise of the running median near ``i`` (MAD of first differences).
@@ -91,11 +93,11 @@ def noise_band(v: np.ndarray, i: int, level: float, smooth: int = 5, k: float = 
     d = np.diff(v[a:b])
     sig = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2) if d.size > 2 else 0.0
     sig /= np.sqrt(max(smooth, 1) / 1.5)
-    sm = running_median(v, smooth)
+    sm = running_median(v, smooth) if smoothed is None else smoothed
     j = i
     while j > 0 and sm[j - 1] >= level - k * sig and i - j < 50:
         j -= 1
-    top = min(level + k * sig, float(np.percentile(v[i:], 90)))
+    top = min(level + k * sig, float(np.percentile(v[i:i + 2000], 90)))
     after = np.flatnonzero(sm[i:] >= top)
     h = i + int(after[0]) if after.size else i
     return j, h

@@ -135,6 +135,19 @@ def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5) -> dic
     return {"boundaries": boundaries, "phases": phases, "noise_var": float(sig2)}
 
 
+def _settled(s: np.ndarray, v: np.ndarray, frac: float = 0.05) -> float:
+    """Last step at which the (running-median) trace is > ``frac`` of its range from its end value."""
+    from .signals import log_bin, running_median
+    bs, bv = log_bin(s, v, 2000)
+    sm = running_median(bv, 5)
+    final = float(np.median(sm[-max(3, sm.size // 20):]))
+    rng = float(sm.max() - sm.min())
+    if rng <= 0:
+        return float(bs[0])
+    off = np.flatnonzero(np.abs(sm - final) > frac * rng)
+    return float(bs[off[-1]]) if off.size else float(bs[0])
+
+
 def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
     """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged."""
     names = set(trace.names())
@@ -154,9 +167,13 @@ def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
     if not cols:
         return {"insufficient": "insufficient data for Nanda phases: fewer than 10 points per measure"}
     start = max(c[0][0] for c in cols)
-    end = min(c[0][-1] for c in cols)
-    if end - start < 10:
+    last = min(c[0][-1] for c in cols)
+    if last - start < 10:
         return {"insufficient": "insufficient data for Nanda phases: the measures do not overlap in steps"}
+    # a run trained long after the cleanup would waste the grid on a flat tail: end the grid
+    # at 1.5 x the step where the last measure settles (within 5% of its range of its end value)
+    settle = max(_settled(s, v) for s, v in cols)
+    end = float(min(last, max(1.5 * settle, start + 0.05 * (last - start))))
     grid = np.linspace(start, end, n_grid)
     mat = []
     for s, v in cols:
@@ -165,6 +182,8 @@ def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
         mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
     out = nanda_phases(grid, np.stack(mat, axis=1))
     if "insufficient" not in out:
+        out["phases"][-1]["end"] = int(last)
+        out["grid_end"] = int(round(end))
         out["signals"] = got
         for p in out["phases"]:
             p["change"] = dict(zip(got, (round(c, 3) for c in p["change"])))

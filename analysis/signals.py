@@ -46,7 +46,12 @@ def clean(steps, values) -> tuple[np.ndarray, np.ndarray, int | None]:
         raise ValueError(f"steps ({steps.shape[0]}) and values ({values.shape[0]}) differ in length")
     if steps.size == 0:
         return steps.astype(np.int64), values, None
-    steps = steps.astype(np.int64)
+    steps = steps.astype(np.int64, copy=False)
+    if np.all(steps[1:] > steps[:-1]):      # fast path: already sorted and unique
+        ok = np.isfinite(values)
+        if ok.all():
+            return steps, values, None
+        return steps[ok], values[ok], int(steps[~ok][0])
     # stable sort keeps logging order among equal steps -> last one wins
     order = np.argsort(steps, kind="stable")
     steps, values = steps[order], values[order]
@@ -59,21 +64,22 @@ def clean(steps, values) -> tuple[np.ndarray, np.ndarray, int | None]:
 
 
 def running_median(values: np.ndarray, window: int = 5) -> np.ndarray:
-    """Centered running median over ``window`` samples (edges use shorter windows)."""
+    """Centered running median over ``window`` samples (edges repeat the end values).
+
+    >>> running_median(np.array([0., 0, 9, 0, 0, 1, 1]), 3).tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    """
+    from scipy.ndimage import median_filter
+
     values = np.asarray(values, dtype=np.float64)
-    n = values.size
-    if window <= 1 or n < 3:
+    if window <= 1 or values.size < 3:
         return values.copy()
-    half = window // 2
-    if n <= 2 * half:
-        return np.array([np.median(values[max(0, i - half): i + half + 1]) for i in range(n)])
-    pad = np.concatenate([np.full(half, np.nan), values, np.full(half, np.nan)])
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
-    return np.nanmedian(win, axis=1)
+    return median_filter(values, size=min(window, values.size) | 1, mode="nearest")
 
 
 def reach_and_stay(steps: np.ndarray, values: np.ndarray, threshold: float,
-                   hysteresis: float = 0.02, smooth: int = 5) -> tuple[int, int] | None:
+                   hysteresis: float = 0.02, smooth: int = 5,
+                   smoothed: np.ndarray | None = None) -> tuple[int, int] | None:
     """Index pair ``(i_prev, i)``: the trace reaches ``threshold`` at sample ``i`` and stays.
 
     "Stays" tolerates noise: after ``i`` the running median (``smooth`` samples) never
@@ -87,7 +93,10 @@ def reach_and_stay(steps: np.ndarray, values: np.ndarray, threshold: float,
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return None
-    sm = running_median(values, smooth) if values.size >= smooth else values
+    if smoothed is not None:
+        sm = smoothed
+    else:
+        sm = running_median(values, smooth) if values.size >= smooth else values
     above = sm >= threshold
     if not above[-1] and not (sm[-1] >= threshold - hysteresis and above.any()):
         return None
