@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,8 +32,15 @@ def load_run(path: str | os.PathLike) -> "RunTrace":
     return RunTrace(path)
 
 
-def _check_file(db: Path) -> None:
-    """Header checks that SQLite itself may only report later (or never): garbage, truncation."""
+def _check_file(db: Path, tries: int = 3) -> None:
+    """Header checks that SQLite itself may only report later (or never): garbage, truncation.
+
+    The size check is skipped while a non-empty ``-wal`` exists (a live or killed writer: pages
+    may sit in the WAL, and a checkpoint writes the new header before it extends the file), and
+    repeated briefly before calling a file truncated.
+    """
+    wal = db.with_name(db.name + "-wal")
+    live = wal.exists() and wal.stat().st_size > 0
     size = db.stat().st_size
     with open(db, "rb") as f:
         header = f.read(100)
@@ -43,7 +51,12 @@ def _check_file(db: Path) -> None:
     page_size = 65536 if page_size == 1 else page_size
     n_pages = int.from_bytes(header[28:32], "big")
     valid = header[24:28] == header[92:96]  # in-header size is valid for this change counter
+    if live:
+        return
     if page_size == 0 or size % page_size or (valid and n_pages * page_size > size):
+        if tries > 1:
+            time.sleep(0.05)
+            return _check_file(db, tries - 1)
         raise TraceStoreError(f"{db}: truncated SQLite file ({size} bytes, header expects "
                               f"{n_pages * page_size}); restore it from a copy or re-run")
 
