@@ -25,6 +25,12 @@ def test_analyze_writes_versioned_json_and_prints_summary(make_run_dir, capsys):
         assert set(e) >= {"name", "step", "low", "high", "signal"}
         assert e["low"] <= e["step"] <= e["high"]
     assert doc["thresholds"]["0.9"]["generalization"]["step"] <= doc["thresholds"]["0.99"]["generalization"]["step"]
+    from phasewatch.analysis.schema import load_analysis
+    assert load_analysis(run / "analysis" / "analysis.json")["run_class"] == "grokking"
+    doc["schema_version"] = 99
+    (run / "analysis" / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="bad.json: schema_version 99"):
+        load_analysis(run / "analysis" / "bad.json")
     res = analyze_run(run)  # the library call gives the same verdict
     assert res.run_class == doc["run_class"] and res.event("generalization").step == \
         next(e["step"] for e in doc["events"] if e["name"] == "generalization")
