@@ -4,7 +4,7 @@ Files: ``<run dir>/snapshots/step_<step:09d>.npz`` (or ``.safetensors`` when the
 ``safetensors`` package is installed and ``format="auto"``), one array per ``state_dict`` key
 of the probed model (``pl_module.model`` if it exists, else the LightningModule). When the next
 file would exceed ``budget_mb``, the snapshot whose removal keeps the log-spacing most even
-(smallest log-step gap to its neighbours; never the first or the newest) is deleted first.
+(smallest log-step gap between its neighbours, the incoming one included; never the first) is deleted first.
 Rank 0 writes. On resume at step s, snapshots of the dead process after s are deleted.
 
 Load for post-hoc analysis (devinterp LLC, TransformerLens, ...)::
@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -114,39 +115,42 @@ class WeightSnapshot(PeriodicCallback):
             return
         state = {k: v.detach().cpu().numpy().copy() for k, v in
                  inner_model(pl_module).state_dict().items() if isinstance(v, torch.Tensor)}
-        size = sum(a.nbytes for a in state.values()) + 1024
-        if size > self.budget_bytes:
+        use_st = self.format == "safetensors" or (self.format == "auto" and _has_safetensors())
+        if use_st:
+            from safetensors.numpy import save
+            payload = save({k: np.ascontiguousarray(v) for k, v in state.items()})
+        else:
+            buf = io.BytesIO()
+            np.savez(buf, **state)
+            payload = buf.getvalue()
+        if len(payload) > self.budget_bytes:
             if not self._warned:
-                rank_zero_warn(f"WeightSnapshot: one snapshot ({size} B) exceeds budget_mb; skipped")
+                rank_zero_warn(f"WeightSnapshot: one snapshot ({len(payload)} B) exceeds "
+                               "budget_mb; snapshots skipped")
                 self._warned = True
             return
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._evict(size)
-        use_st = self.format == "safetensors" or (self.format == "auto" and _has_safetensors())
+        self._evict(len(payload), int(trainer.global_step))
         dest = self._dir / f"step_{trainer.global_step:09d}.{'safetensors' if use_st else 'npz'}"
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self._dir)
-        os.close(fd)
         try:
-            if use_st:
-                from safetensors.numpy import save_file
-                save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp)
-            else:
-                with open(tmp, "wb") as f:
-                    np.savez(f, **state)
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
             os.replace(tmp, dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def _evict(self, incoming: int) -> None:
+    def _evict(self, incoming: int, step: int) -> None:
+        """Delete snapshots until ``incoming`` more bytes fit: each time the one (never the
+        first) whose neighbours, counting the incoming ``step``, are closest in log-step."""
         steps, paths = list_snapshots(self._dir)
         sizes = [p.stat().st_size for p in paths]
         while steps and sum(sizes) + incoming > self.budget_bytes:
-            if len(steps) <= 2:  # keep the first; drop the older of the rest
-                i = len(steps) - 1 if len(steps) == 2 else 0
+            if len(steps) == 1:
+                i = 0
             else:
-                logs = [math.log1p(s) for s in steps]
-                gaps = [logs[j + 1] - logs[j - 1] for j in range(1, len(steps) - 1)]
-                i = 1 + int(np.argmin(gaps))
+                logs = [math.log1p(s) for s in steps + [step]]
+                i = 1 + int(np.argmin([logs[j + 1] - logs[j - 1] for j in range(1, len(steps))]))
             paths[i].unlink(missing_ok=True)
             del steps[i], paths[i], sizes[i]
