@@ -72,13 +72,11 @@ CREATE TABLE IF NOT EXISTS arrays(
     name TEXT NOT NULL, step INTEGER NOT NULL, relpath TEXT NOT NULL,
     shape TEXT NOT NULL, dtype TEXT NOT NULL, PRIMARY KEY(name, step)) WITHOUT ROWID;
 """
-# scalars: one row per (series, flush) holding that flush's points as little-endian int64 steps
-# and float64 values (NaN / inf kept bit-exact). The primary key (name_id, seq) clusters a series'
-# chunks together. Why chunks and not one row per point: Python's sqlite3 builds one tuple per
-# row, so reading 10^6 single-point rows took ~1.0 s on the 2-core dev box, chunks ~0.05 s (see
-# scripts/bench_store.py). A (name, step) is still stored once logically: the reader keeps the
-# LAST write of each step (higher seq, later position), i.e. INSERT-OR-REPLACE semantics, and
-# truncate_after / supersede rewrite chunks that straddle the cut.
+# scalars: one row per (series, flush): little-endian int64 steps + float64 values (NaN/inf
+# bit-exact), clustered by (name_id, seq). Not one row per point: sqlite3 builds a tuple per row,
+# so 10^6 one-point rows read in ~1.0 s on the dev box vs ~0.07 s as chunks (scripts/bench_store.py).
+# The reader keeps the LAST write of each step (INSERT OR REPLACE semantics); truncate_after /
+# supersede rewrite chunks that straddle the cut; close() compacts series with many chunks.
 REQUIRED_TABLES = ("meta", "names", "scalars", "events", "arrays")
 
 
@@ -159,6 +157,9 @@ class TraceWriter:
 
     # ------------------------------------------------------------------ connection
     def _open(self) -> sqlite3.Connection:
+        if self.path.exists() and self.path.stat().st_size:
+            from .store_read import _check_file
+            _check_file(self.path)  # never append to a garbage or truncated file
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -180,8 +181,8 @@ class TraceWriter:
                                   "phasewatch trace store; choose another run directory")
         conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
         sessions = conn.execute("SELECT value FROM meta WHERE key='sessions'").fetchone()
-        n_sessions = json.loads(sessions[0]) + 1 if sessions else 1
-        with_tx = [("schema_version", json.dumps(SCHEMA_VERSION)), ("sessions", json.dumps(n_sessions))]
+        self.session = json.loads(sessions[0]) + 1 if sessions else 1  # 1, 2, ... per open
+        with_tx = [("schema_version", json.dumps(SCHEMA_VERSION)), ("sessions", json.dumps(self.session))]
         if row is None:
             with_tx.append(("created_at", json.dumps(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))))
         conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", with_tx)
@@ -189,9 +190,7 @@ class TraceWriter:
         self._seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM scalars").fetchone()[0]
         return conn
 
-    @property
-    def closed(self) -> bool:
-        return self._conn is None
+    closed = property(lambda self: self._conn is None, doc="True after close().")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -213,12 +212,9 @@ class TraceWriter:
             self._supersede_pending = False
             removed = self._delete_after(step)
             if removed:
-                self.set_meta(f"superseded_by_session_{self._session()}",
+                self.set_meta(f"superseded_by_session_{self.session}",
                               {"first_step": step, "removed_rows": removed})
         return step
-
-    def _session(self) -> int:
-        return json.loads(self._db().execute("SELECT value FROM meta WHERE key='sessions'").fetchone()[0])
 
     def log_scalars(self, metrics: Mapping[str, Any], step: int) -> None:
         """Buffer ``{name: value}`` at ``step`` (NaN / inf kept); re-logging a (name, step) replaces it."""

@@ -147,7 +147,7 @@ def test_garbage_and_truncated_files_name_the_file(tmp_path):
     with pytest.raises(TraceStoreError, match="not a SQLite") as e:
         load_run(tmp_path / "g")
     assert str(tmp_path / "g" / "trace.sqlite") in str(e.value)
-    with pytest.raises(TraceStoreError, match="not a readable"):
+    with pytest.raises(TraceStoreError, match="not a SQLite"):
         TraceWriter(tmp_path / "g")
     db = _store_with_rows(tmp_path / "t")
     data = db.read_bytes()
@@ -157,6 +157,8 @@ def test_garbage_and_truncated_files_name_the_file(tmp_path):
         with pytest.raises(TraceStoreError, match="truncated") as e:
             load_run(db)  # the trace.sqlite path itself is accepted too
         assert str(db) in str(e.value)
+    with pytest.raises(TraceStoreError, match="truncated"):
+        TraceWriter(db.parent)  # never appends to a truncated file
 
 
 def test_missing_table_and_schema_versions(tmp_path):
