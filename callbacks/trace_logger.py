@@ -132,8 +132,9 @@ class TraceLogger(Logger):
                                       flush_every_s=self._flush_every_s,
                                       supersede=self._sessions == 0)
             self._sessions += 1
-            self._store.set_meta("run_id", self.run_id)
-            self._store.set_meta("status", "running")
+            if self._sessions == 1:  # a reopen after finalize keeps the recorded status
+                self._store.set_meta("run_id", self.run_id)
+                self._store.set_meta("status", "running")
             self._finalizer = weakref.finalize(self, _close_writer, self._store)
             self._update_latest()
         return self._store

@@ -104,6 +104,8 @@ def test_lightning_run_reads_back_with_lightning_steps(tmp_path):
     assert meta["run_id"] == logger.run_id
     assert (run_dir / "hparams.yaml").read_text().strip() == "lr: 0.05"
     assert logger.store is not None and find_trace_logger(trainer) is logger
+    logger.store.flush()  # reopened after finalize (e.g. to read or for trainer.test)
+    assert load_run(run_dir).meta["status"] == "success"
 
 
 def test_default_checkpoints_land_in_run_dir_and_are_flushed(tmp_path):
