@@ -73,7 +73,13 @@ class SafeWandbLogger(WandbLogger):
     log_metrics = _guarded(WandbLogger.log_metrics)
     log_hyperparams = _guarded(WandbLogger.log_hyperparams)
     after_save_checkpoint = _guarded(WandbLogger.after_save_checkpoint)
-    finalize = _guarded(WandbLogger.finalize)
+
+    @_guarded
+    def finalize(self, status: str) -> None:
+        """Close the W&B run at the end of fit, so the offline run file is complete."""
+        super().finalize(status)
+        if self._experiment is not None:
+            self._experiment.finish(exit_code=0 if status == "success" else 1)
 
 
 def build_wandb_logger(run_dir: str, name: str, mode: str = "auto",
