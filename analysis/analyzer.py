@@ -116,7 +116,8 @@ class AnalysisResult:
             lines.append(f"  {e.name:<28} step {e.step:>9}  [{e.low}, {e.high}]  ({e.signal})")
         ph = self.phases.get("phases") if isinstance(self.phases, dict) else None
         if ph:
-            lines.append("phases: " + ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in ph))
+            lines.append("phases" + (" (tentative: not generalized)" if self.phases.get("tentative") else "")
+                         + ": " + ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in ph))
         mem = self.memorization
         if isinstance(mem, dict) and mem.get("o1"):
             o1 = mem["o1"]
@@ -259,7 +260,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     phases: dict = {}
     if config.phases:
         from .phases import nanda_phases_from_trace
-        phases = nanda_phases_from_trace(trace)
+        phases = nanda_phases_from_trace(trace, generalized=ev_gen is not None)
         if phases.get("insufficient"):
             insufficient.append(phases["insufficient"])
         for b in phases.get("boundaries", []):
@@ -273,8 +274,8 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
             insufficient.append(memo["insufficient"])
         o1 = memo.get("o1") or {}
         sig = "examples/train/correct"
-        for key, name in (("onset", "corrupted_memorization_onset"), ("t50", "corrupted_memorization_t50"),
-                          ("t90", "corrupted_memorization_t90")):
+        pre = "corrupted_memorization" if "subset" not in o1 else "examples_memorization"
+        for key, name in (("onset", f"{pre}_onset"), ("t50", f"{pre}_t50"), ("t90", f"{pre}_t90")):
             if o1.get(key) is not None:
                 events.append(Event(name, o1[key], o1[f"{key}_low"], o1[key], sig,
                                     {k: o1[k] for k in ("baseline", "delta", "k") if k in o1}))

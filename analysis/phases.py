@@ -78,15 +78,19 @@ def _total(cost, bkps):
     return sum(cost.error(a, b) for a, b in zip(edges[:-1], edges[1:]))
 
 
-def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5) -> dict:
-    """Segment a scaled ``[n, d]`` signal on step ``grid``; boundaries with intervals (steps)."""
+def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5,
+                 n_bkps: tuple = (2, 3)) -> dict:
+    """Segment a scaled ``[n, d]`` signal on step ``grid``; boundaries with intervals (steps).
+
+    ``n_bkps``: candidate numbers of boundaries; with (2, 3) a BIC picks between them.
+    """
     import ruptures as rpt
 
     n, d = signal.shape
     cost = _lin_cost().fit(signal)
     algo = rpt.Dynp(custom_cost=cost, min_size=min_size, jump=2).fit(signal)
-    fits = {}
-    for k in (2, 3):
+    fits: dict = {}
+    for k in n_bkps:
         try:
             b = algo.predict(n_bkps=k)
         except rpt.exceptions.BadSegmentationParameters:
@@ -95,7 +99,7 @@ def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5) -> dic
     if not fits:
         return {"insufficient": f"insufficient data for Nanda phases: {n} grid points"}
     k = max(fits)
-    if 2 in fits and 3 in fits:
+    if len(n_bkps) > 1 and 2 in fits and 3 in fits:
         sig2 = fits[3][1] / max(n * d - 3 * 2 * d - 3, 1)
         # BIC: keep the 4th segment only if it pays for its 2d parameters + 1 boundary
         if fits[2][1] - fits[3][1] < (2 * d + 1) * np.log(n * d) * sig2:
@@ -148,8 +152,14 @@ def _settled(s: np.ndarray, v: np.ndarray, frac: float = 0.05) -> float:
     return float(bs[off[-1]]) if off.size else float(bs[0])
 
 
-def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
-    """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged."""
+def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True) -> dict:
+    """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged.
+
+    ``generalized=False`` (val accuracy never reached the threshold): the cleanup, which ends
+    with the test-loss collapse, cannot have happened, so only the end of memorization is
+    searched (two segments, the second "circuit_formation" still going) and the result is
+    marked ``tentative``.
+    """
     names = set(trace.names())
     used = [n for n in PHASE_SIGNALS if n in names]
     if not any(n.startswith(("circuit/", "weights/sum_sq")) for n in used):
@@ -180,8 +190,9 @@ def nanda_phases_from_trace(trace, n_grid: int = 200) -> dict:
         g = np.interp(grid, s, v)
         sd = np.std(g)
         mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
-    out = nanda_phases(grid, np.stack(mat, axis=1))
+    out = nanda_phases(grid, np.stack(mat, axis=1), n_bkps=(2, 3) if generalized else (1,))
     if "insufficient" not in out:
+        out["tentative"] = not generalized
         out["phases"][-1]["end"] = int(last)
         out["grid_end"] = int(round(end))
         out["signals"] = got

@@ -27,7 +27,9 @@ plus noise band), ``memorization_onset|midpoint|completion`` and
 ``generalization_onset|midpoint|completion`` (10/50/90% of the fitted rise; interval
 +-1.96 SE), ``diverged``, ``slingshot``, ``ungrokking``, ``semi_grokking``,
 ``memorization_end`` / ``circuit_formation_end`` / ``cleanup_end`` (Nanda boundaries),
-``corrupted_memorization_onset|t50|t90`` (O1), ``early_stopping`` (O2).
+``corrupted_memorization_onset|t50|t90`` (O1; ``examples_memorization_*`` on all examples
+when there is no corrupted tag), ``early_stopping`` (O2). Phases carry ``tentative: true``
+when the run has not generalized (only the end of memorization is searched).
 
 Example:
     >>> doc = {"schema_version": 1, "run_class": "grokking", "flags": [], "events": []}

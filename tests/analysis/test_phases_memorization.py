@@ -113,3 +113,10 @@ def test_capacity_from_cli_options_when_meta_is_missing(make_run_dir, capsys):
     cap = json.loads((run / "analysis" / "analysis.json").read_text())["memorization"]["capacity"]
     assert cap["bits_final"] == pytest.approx(truth["bits_final"], rel=1e-3)
     assert cap["bits_per_param_final"] == pytest.approx(truth["bits_per_param"], rel=1e-3)
+
+
+def test_phases_of_a_run_that_has_not_generalized_are_tentative_memorization_end_only():
+    t, truth = nanda_trace(2)
+    r = nanda_phases_from_trace(t, generalized=False)
+    assert r["tentative"] and [p["name"] for p in r["phases"]] == ["memorization", "circuit_formation"]
+    assert len(r["boundaries"]) == 1
