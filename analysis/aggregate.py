@@ -41,8 +41,20 @@ def _flatten(d, prefix=""):
     return out
 
 
+IGNORED = {"default_root_dir", "name", "version", "run_id", "created_at", "sessions", "status",
+           "last_checkpoint", "dirpath", "save_dir", "ckpt_path", "_instantiator", "imported_from"}
+
+
+def _keep(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] not in IGNORED and not key.startswith(("trainer.logger", "trainer.callbacks"))
+
+
 def run_params(run_dir) -> dict:
-    """Flattened hyperparameters of a run: ``config.yaml`` if present, else the store meta."""
+    """Flattened hyperparameters of a run: ``config.yaml`` if present, else meta ``hparams``.
+
+    Bookkeeping keys (paths, names, timestamps, loggers, callbacks) are left out so they do
+    not count as swept hyperparameters.
+    """
     path = os.path.join(str(run_dir), "config.yaml")
     if os.path.exists(path):
         import yaml
@@ -52,12 +64,13 @@ def run_params(run_dir) -> dict:
             except yaml.YAMLError as e:
                 raise ValueError(f"{path}: not valid YAML ({e})") from e
         if isinstance(cfg, dict):
-            return _flatten(cfg)
+            return {k: v for k, v in _flatten(cfg).items() if _keep(k)}
     try:
         from .store_read import load_run
-        return _flatten(dict(load_run(run_dir).meta))
-    except Exception:  # noqa: BLE001 - params are optional decoration of the table
+        hp = load_run(run_dir).meta.get("hparams") or {}
+    except (ValueError, OSError):
         return {}
+    return {k: v for k, v in _flatten(hp if isinstance(hp, dict) else {}).items() if _keep(k)}
 
 
 def _is_seed(key: str) -> bool:

@@ -90,3 +90,13 @@ def test_sweep_with_two_hyperparameters_gives_a_phase_diagram():
     assert d["classes"] == [["memorization", "memorization"], ["memorization", "grokking"]]
     g = next(g for g in agg["groups"] if g["majority_class"] == "grokking")
     assert g["n"] == 2 and g["events"]["generalization"]["n"] == 2
+
+
+def test_run_params_from_config_yaml_and_hparams_meta_skip_bookkeeping(make_run_dir):
+    from phasewatch.analysis.aggregate import run_params
+    run = make_run_dir(make_run("grokking", 0).trace, meta={"hparams": {"lr": 0.003, "frac": 0.5},
+                                                          "run_id": "abc"})
+    assert run_params(run) == {"lr": 0.003, "frac": 0.5}
+    (run / "config.yaml").write_text("seed_everything: 1\ntrainer:\n  default_root_dir: /x\n  max_steps: 9\n"
+                                     "model:\n  weight_decay: 1.0\n")
+    assert run_params(run) == {"seed_everything": 1, "trainer.max_steps": 9, "model.weight_decay": 1.0}
