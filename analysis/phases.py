@@ -176,6 +176,15 @@ def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True) 
             got.append(n)
     if not cols:
         return {"insufficient": "insufficient data for Nanda phases: fewer than 10 points per measure"}
+    # measures that start late (e.g. circuit losses only once key frequencies exist) or stop
+    # early would cut the common span: keep those covering >= 80% of the longest span
+    first, final = min(c[0][0] for c in cols), max(c[0][-1] for c in cols)
+    cover = [(min(s[-1], final) - max(s[0], first)) / max(final - first, 1) for s, _ in cols]
+    skipped = [n for n, c in zip(got, cover) if c < 0.8]
+    cols = [c for c, cv in zip(cols, cover) if cv >= 0.8]
+    got = [n for n, cv in zip(got, cover) if cv >= 0.8]
+    if not cols:
+        return {"insufficient": "insufficient data for Nanda phases: the measures do not overlap in steps"}
     start = max(c[0][0] for c in cols)
     last = min(c[0][-1] for c in cols)
     if last - start < 10:
@@ -193,6 +202,7 @@ def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True) 
     out = nanda_phases(grid, np.stack(mat, axis=1), n_bkps=(2, 3) if generalized else (1,))
     if "insufficient" not in out:
         out["tentative"] = not generalized
+        out["signals_skipped"] = skipped
         out["phases"][-1]["end"] = int(last)
         out["grid_end"] = int(round(end))
         out["signals"] = got

@@ -120,3 +120,13 @@ def test_phases_of_a_run_that_has_not_generalized_are_tentative_memorization_end
     r = nanda_phases_from_trace(t, generalized=False)
     assert r["tentative"] and [p["name"] for p in r["phases"]] == ["memorization", "circuit_formation"]
     assert len(r["boundaries"]) == 1
+
+
+def test_a_measure_that_starts_late_is_skipped_not_used_to_cut_the_span():
+    t, truth = nanda_trace(4)
+    s, v = t.series("circuit/excluded_loss")
+    late = {n: t.series(n) for n in t.names()}
+    late["circuit/excluded_loss"] = (s[s > 15000], v[s > 15000])
+    r = nanda_phases_from_trace(MemoryTrace(late))
+    assert r["signals_skipped"] == ["circuit/excluded_loss"]
+    assert abs(math.log10(r["boundaries"][0]["step"] / truth["b1"])) <= 0.05
