@@ -112,6 +112,13 @@ class PeriodicCallback(pl.Callback):
 
     @property
     def state_key(self) -> str:
+        # Lightning formats this into a profiler name on every hook call: compute it once
+        key = self.__dict__.get("_state_key_cache")
+        if key is None:
+            key = self._state_key_cache = self._make_state_key()
+        return key
+
+    def _make_state_key(self) -> str:
         return self._generate_state_key(cadence=repr(self.cadence))
 
     def _take(self, step: int) -> bool:

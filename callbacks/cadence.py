@@ -54,6 +54,7 @@ class Cadence:
         self.min_every = min_every
         self.max_every = max_every
         self._never = _never
+        self._memo: dict[int, bool] = {}
 
     # ---- constructors --------------------------------------------------------------------
     @classmethod
@@ -115,6 +116,14 @@ class Cadence:
 
     def due(self, step: int) -> bool:
         """True when a callback with this cadence runs at ``step`` (step 0 included)."""
+        hit = self._memo.get(step)
+        if hit is None:
+            hit = self._memo[step] = self._due(step)
+            if len(self._memo) > 4096:
+                self._memo.clear()
+        return hit
+
+    def _due(self, step: int) -> bool:
         if self._never or step < 0:
             return False
         if step == 0:

@@ -111,8 +111,7 @@ class CircuitCheckpoint(PeriodicCallback):
         self._failures: dict[str, int] = {n: 0 for n in names}
         self._meta_done: set[str] = set()
 
-    @property
-    def state_key(self) -> str:
+    def _make_state_key(self) -> str:
         return self._generate_state_key(cadence=repr(self.cadence),
                                         probes=",".join(p.name for p in self.probes))
 

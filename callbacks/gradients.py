@@ -69,10 +69,15 @@ class GradientMonitor(PeriodicCallback):
     @torch.no_grad()
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         step = trainer.global_step + 1  # the step this update produces
+        due_now = step > self._last_step and self.cadence.due(step) and self._pending is None
+        keep = self.cosine and self.cadence.due(step + 1)
+        if not (due_now or keep):
+            self._prev_grad = None
+            return
         named = [(n, p) for n, p in self._named(pl_module) if p.grad is not None]
         if not named:
             return
-        if step > self._last_step and self.cadence.due(step) and self._pending is None:
+        if due_now:
             grads = [p.grad.detach().float() for _, p in named]
             out = {"grads/norm": float(_global_norm(grads))}
             if self.include is not None:
@@ -94,7 +99,7 @@ class GradientMonitor(PeriodicCallback):
             if self.update:
                 self._before = [p.detach().clone() for _, p in named]
         # keep this gradient only if the next step is due (deterministic cadence)
-        if self.cosine and self.cadence.due(step + 1):
+        if keep:
             self._prev_grad = [p.grad.detach().float().clone() for _, p in named]
             self._prev_step = step
         else:

@@ -1,0 +1,93 @@
+"""Overhead of phasewatch's callbacks: the default set at default cadence vs no callbacks.
+
+Configs (SCIENCE.md section 1, full batch, same Trainer and TraceLogger in every arm):
+  A: embedding MLP, p=59, frac 0.5, lr 3e-3, wd 1
+  C: 1-layer transformer (d_model 128, d_mlp 512), p=59, frac 0.5, lr 1e-3, wd 1
+Arms: none, default set, and each default callback alone; run interleaved ``--repeats`` times;
+time = on_train_start .. on_train_end of the training loop. Prints a table of median ratios
+(arm / none) and, last, ``callback overhead: X.XX`` = the largest per-config median ratio of
+the default set.
+
+    .venv/bin/python scripts/bench_callbacks.py                 # ~4 min on 2 cores
+    .venv/bin/python scripts/bench_callbacks.py --steps-a 500 --steps-c 100 --repeats 1   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from phasewatch.callbacks import TraceLogger, default_callbacks
+from phasewatch.trainer.data import TaskDataModule
+from phasewatch.trainer.module import PhaseModule
+
+CONFIGS = {
+    "A": dict(model="embedding_mlp", lr=3e-3, model_kwargs={}),
+    "C": dict(model="transformer1", lr=1e-3, model_kwargs={"d_model": 128, "d_mlp": 512}),
+}
+
+
+class Clock(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.dt = time.perf_counter() - self.t0
+
+
+def run(config: str, arm: str, steps: int, root: str) -> float:
+    torch.manual_seed(0)
+    dm = TaskDataModule("x+y", p=59, frac=0.5, steps_per_epoch=steps)
+    module = PhaseModule(dm.task, weight_decay=1.0, **CONFIGS[config])
+    cbs = default_callbacks()
+    if arm == "none":
+        cbs = []
+    elif arm != "default":
+        cbs = [c for c in cbs if type(c).__name__ == arm]
+    clock = Clock()
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, callbacks=[clock] + cbs,
+                         logger=TraceLogger(root, name=f"{config}-{arm}"), limit_val_batches=0,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    return clock.dt
+
+
+def main(argv=None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps-a", type=int, default=3000)
+    ap.add_argument("--steps-c", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--configs", default="A,C")
+    args = ap.parse_args(argv)
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(1)
+    arms = ["none", "default"] + [type(c).__name__ for c in default_callbacks()]
+    steps = {"A": args.steps_a, "C": args.steps_c}
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as root:
+        print(f"{'config':6} {'arm':18} {'median s':>9} {'ratio':>6}")
+        for cfg in args.configs.split(","):
+            times: dict[str, list[float]] = {a: [] for a in arms}
+            for _ in range(args.repeats):
+                for arm in arms:  # interleaved, so load drift hits every arm alike
+                    times[arm].append(run(cfg, arm, steps[cfg], root))
+            base = statistics.median(times["none"])
+            for arm in arms:
+                ratios = [t / b for t, b in zip(times[arm], times["none"])]
+                print(f"{cfg:6} {arm:18} {statistics.median(times[arm]):9.3f} "
+                      f"{statistics.median(ratios):6.3f}")
+            worst = max(worst, statistics.median(
+                [t / b for t, b in zip(times["default"], times["none"])]))
+            print(f"{cfg:6} steps={steps[cfg]} none median {base:.3f} s")
+    print(f"callback overhead: {worst:.2f}")
+    return worst
+
+
+if __name__ == "__main__":
+    main()
