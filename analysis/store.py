@@ -353,13 +353,14 @@ class TraceWriter:
                 path.unlink(missing_ok=True)
         return n
 
-    def compact(self, min_chunks: int = 64) -> int:
-        """Merge the chunks of every series that has ``>= min_chunks`` of them into one (faster
-        reads after many small flushes); returns the number of series merged."""
+    def compact(self, min_chunks: int = 64, small: int = 256, target: int = 4096) -> int:
+        """Rewrite series with ``>= min_chunks`` chunks of ``< small`` points on average (a flush
+        per step) in chunks of ``target`` points (one huge blob reads slower); returns #series."""
         self.flush()
         db = self._db()
-        ids = [r[0] for r in db.execute("SELECT name_id FROM scalars GROUP BY name_id "
-                                        "HAVING COUNT(*) >= ?", (int(min_chunks),))]
+        ids = [r[0] for r in db.execute(
+            "SELECT name_id FROM scalars GROUP BY name_id HAVING COUNT(*) >= ? AND AVG(n) < ?",
+            (int(min_chunks), float(small)))]
         for nid in ids:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -367,9 +368,11 @@ class TraceWriter:
                                   (nid,)).fetchall()
                 steps, vals = unpack_chunks(rows)
                 db.execute("DELETE FROM scalars WHERE name_id=?", (nid,))
-                self._seq += 1
-                db.execute("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (nid, self._seq, *pack_chunk(steps, vals)))
+                for i in range(0, len(steps), target):
+                    self._seq += 1
+                    db.execute("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (nid, self._seq, *pack_chunk(steps[i:i + target], vals[i:i + target])))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

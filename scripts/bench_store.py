@@ -27,24 +27,33 @@ def main(argv: list[str] | None = None) -> None:
     values = rng.standard_normal(args.points)
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()
-        with TraceWriter(run_dir, flush_every_rows=args.flush_every_rows, flush_every_s=60) as w:
-            for step in range(args.points):  # the logger's pattern: all series at each step
-                v = float(values[step])
-                w.log_scalars({n: v for n in names}, step=step)
+        w = TraceWriter(run_dir, flush_every_rows=args.flush_every_rows, flush_every_s=60)
+        for step in range(args.points):  # the logger's pattern: all series at each step
+            v = float(values[step])
+            w.log_scalars({n: v for n in names}, step=step)
+        w.flush()
         dt = time.perf_counter() - t0
         n_rows = args.series * args.points
         print(f"write: {n_rows} rows in {dt:.2f} s = {n_rows / dt:,.0f} rows/s "
               f"({args.points / dt:,.0f} log_scalars calls/s of {args.series} names)")
-        with load_run(run_dir) as run:
-            times = []
-            for r in range(args.repeats):
-                t0 = time.perf_counter()
-                steps, vals = run.series(names[r % len(names)])
-                times.append(time.perf_counter() - t0)
-            assert len(steps) == args.points and np.array_equal(vals, values)
-        print(f"read: series() of {args.points} points: median {statistics.median(times) * 1e3:.0f} ms "
-              f"(min {min(times) * 1e3:.0f}, max {max(times) * 1e3:.0f}, {args.repeats} repeats)")
+        _time_reads("live run (one chunk per flush)", run_dir, names, values, args.repeats)
+        t0 = time.perf_counter()
+        w.close()
+        print(f"close (compaction): {time.perf_counter() - t0:.2f} s")
+        _time_reads("closed run (compacted)", run_dir, names, values, args.repeats)
 
+
+def _time_reads(label, run_dir, names, values, repeats) -> None:
+    with load_run(run_dir) as run:
+        times = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            steps, vals = run.series(names[r % len(names)])
+            times.append(time.perf_counter() - t0)
+        assert len(steps) == len(values) and np.array_equal(vals, values)
+    print(f"read, {label}: series() of {len(values)} points: median "
+          f"{statistics.median(times) * 1e3:.0f} ms (min {min(times) * 1e3:.0f}, "
+          f"max {max(times) * 1e3:.0f}, {repeats} repeats)")
 
 if __name__ == "__main__":
     main()
