@@ -390,13 +390,8 @@ class TraceWriter:
             self._conn = None
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
-
+def _json_default(obj: Any) -> Any:  # numpy scalars/arrays, sets; anything else as str
+    return obj.tolist() if hasattr(obj, "tolist") else sorted(obj, key=str) if isinstance(obj, set) else str(obj)
 
 # The reader lives in store_read.py (size); re-exported so `from .store import load_run` works.
 from .store_read import RunTrace, load_run  # noqa: E402,F401
