@@ -11,8 +11,8 @@ transaction every ``flush_every_rows`` rows or ``flush_every_s`` seconds (checke
 call), on ``flush()`` and on ``close()``: a killed process loses at most the last flush window,
 never the file. A (name, step) is stored once: logging it again replaces the old row.
 
-Resume / supersede rule. When a new writer session opens an existing store, the first step it
-logs, ``f``, marks where it takes over: rows of earlier sessions with ``step > f`` are deleted
+Resume / supersede rule. When a new writer session with ``supersede=True`` (what TraceLogger
+uses) opens an existing store, the first step it logs, ``f``, marks where it takes over: rows of earlier sessions with ``step > f`` are deleted
 (scalars, events, array index rows and their files) before anything is written; rows AT ``f``
 are kept and replaced row by row if the new session logs the same (name, step). Why ``> f`` and
 not ``>= f``: with Lightning, a checkpoint saved by ``ModelCheckpoint(every_n_train_steps=K)``
@@ -125,7 +125,9 @@ class TraceWriter:
         run_dir: the run directory (created if missing).
         flush_every_rows: buffered rows that trigger a flush.
         flush_every_s: seconds since the last flush after which the next log call flushes.
-        supersede: apply the resume supersede rule (module docstring) at the first logged step.
+        supersede: apply the resume supersede rule (module docstring) at the first logged step;
+            the training process's writer (TraceLogger) sets it, other writers (importers,
+            analysis adding events) must not: they would delete every row after their first step.
 
     Example:
         >>> import tempfile
@@ -134,7 +136,7 @@ class TraceWriter:
     """
 
     def __init__(self, run_dir: str | os.PathLike, flush_every_rows: int = 1000,
-                 flush_every_s: float = 5.0, supersede: bool = True) -> None:
+                 flush_every_s: float = 5.0, supersede: bool = False) -> None:
         if int(flush_every_rows) < 1:
             raise ValueError(f"flush_every_rows must be >= 1, got {flush_every_rows!r}")
         if not float(flush_every_s) >= 0:

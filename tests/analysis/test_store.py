@@ -92,7 +92,7 @@ def test_new_session_supersedes_rows_after_its_first_step(tmp_path):
         w.log_scalars({"cb/val": 1.0}, step=5)  # logged after the step-5 checkpoint
         w.log_array("arr", 8, np.zeros(1))
     (tmp_path / "arrays" / "arr" / "9.npz").write_bytes(b"orphan payload, index never flushed")
-    with TraceWriter(tmp_path) as w:  # resumed at checkpoint 5: first logged step is 5
+    with TraceWriter(tmp_path, supersede=True) as w:  # resumed at checkpoint 5: first step 5
         for step in range(5, 8):
             w.log_scalars({"train/loss": 10.0 * step}, step=step)
     run = load_run(tmp_path)
@@ -108,7 +108,7 @@ def test_new_session_supersedes_rows_after_its_first_step(tmp_path):
 def test_reopen_without_supersede_keeps_rows(tmp_path):
     with TraceWriter(tmp_path) as w:
         w.log_scalars({"a": 1.0}, step=10)
-    with TraceWriter(tmp_path, supersede=False) as w:
+    with TraceWriter(tmp_path) as w:  # default: no supersede (importers, analysis events)
         w.log_scalars({"a": 2.0}, step=3)
     assert load_run(tmp_path).series("a")[0].tolist() == [3, 10]
 

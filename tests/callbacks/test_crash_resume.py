@@ -184,7 +184,7 @@ def test_supersede_rule_matches_lightning_order(tmp_path, first):
             if k % 10 == 0:
                 w.log_scalars({"val/loss": k - 1}, k - 1)
                 w.log_scalars({"probe/val_norm": k}, k)
-    with TraceWriter(tmp_path) as w:  # resumed from K: batch K+1 onwards, no validation at K
+    with TraceWriter(tmp_path, supersede=True) as w:  # resumed from K: batch K+1 on, no val at K
         for k in range(K + 1, 31):
             if first == "probe":
                 w.log_scalars({"probe/step_norm": k}, k)
