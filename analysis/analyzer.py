@@ -157,6 +157,26 @@ class _Cleaned:
         return self._t.events()
 
 
+ALIASES = {"train/acc": ("train_acc", "train/accuracy", "train_accuracy", "acc", "accuracy"),
+           "val/acc": ("val_acc", "val/accuracy", "val_accuracy", "valid/acc", "test/acc", "test_acc"),
+           "train/loss": ("train_loss", "loss"),
+           "val/loss": ("val_loss", "valid/loss", "test/loss", "test_loss")}
+
+
+def _resolve(config: AnalysisConfig, names) -> AnalysisConfig:
+    """Use a common alias (``val_acc``, ``test/acc`` ...) when a default series name is absent."""
+    names = set(names)
+    upd = {}
+    for field_, default in (("train_acc", "train/acc"), ("val_acc", "val/acc"),
+                            ("train_loss", "train/loss"), ("val_loss", "val/loss")):
+        cur = getattr(config, field_)
+        if cur == default and cur not in names:
+            alt = next((a for a in ALIASES[default] if a in names), None)
+            if alt is not None:
+                upd[field_] = alt
+    return replace(config, **upd) if upd else config
+
+
 def _get(trace, name):
     if name not in trace.names():
         return None
@@ -164,7 +184,7 @@ def _get(trace, name):
     return np.asarray(s), np.asarray(v, dtype=np.float64)
 
 
-def _ungrok(steps, values, thr, drop) -> Event | None:
+def _ungrok(steps, values, thr, drop, signal="val/acc") -> Event | None:
     """val reached ``thr`` (running median) and later fell below ``thr - drop`` and stayed."""
     if steps.size < 5:
         return None
@@ -175,7 +195,7 @@ def _ungrok(steps, values, thr, drop) -> Event | None:
     down = np.flatnonzero(sm[up[0]:] < thr - drop) + up[0]
     i = int(down[0])
     a, b = noise_band(-values, i, -(thr - drop))
-    return Event("ungrokking", int(steps[i]), int(steps[max(min(i - 1, a), 0)]), int(steps[max(i, b)]), "val/acc",
+    return Event("ungrokking", int(steps[i]), int(steps[max(min(i - 1, a), 0)]), int(steps[max(i, b)]), signal,
                  {"reached_at": int(steps[up[0]]), "final": float(sm[-1]), "drop": drop})
 
 
@@ -190,6 +210,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     thresholds: dict = {}
     trace = trace if isinstance(trace, _Cleaned) else _Cleaned(trace)
     names = list(trace.names())
+    config = _resolve(config, names)
     tr, va = _get(trace, config.train_acc), _get(trace, config.val_acc)
     budgets = [int(trace.series(n)[0][-1]) for n in names if len(trace.series(n)[0])]
     budget = max(budgets) if budgets else None
@@ -236,7 +257,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
 
     if have_val:
         s, v = cleaned["val"]
-        ug = _ungrok(s, v, thr, cc.ungrok_drop)
+        ug = _ungrok(s, v, thr, cc.ungrok_drop, config.val_acc)
         if ug is not None:
             flags.append("ungrokking")
             events.append(ug)

@@ -88,3 +88,11 @@ def test_spike_detector_dates_the_peak():
     assert [e.step for e in ev] == [1000]
     assert ev[0].evidence["decades_above_median"] == pytest.approx(3.0)
     assert detect_spikes(s[:5], loss[:5], signal="x") == []
+
+
+def test_common_series_name_aliases_are_used_and_recorded():
+    s = np.arange(0, 5000, 10)
+    t = MemoryTrace({"train_acc": (s, (s >= 100) * 1.0), "test/acc": (s, (s >= 2000) * 1.0)})
+    res = analyze_trace(t, CFG)
+    assert res.run_class == "grokking"
+    assert res.config["train_acc"] == "train_acc" and res.config["val_acc"] == "test/acc"
