@@ -1,0 +1,111 @@
+"""Is the Lightning training path as fast as a bare PyTorch loop doing the same math?
+
+(a) configs A (embedding MLP) and C (1-layer transformer): steps/s of ``PhaseModule`` under
+``pl.Trainer`` (TraceLogger writing the SQLite store, evaluation of the full train and val
+sets every 20 steps, no tracking callbacks, no checkpoints, no progress bar) against a bare
+loop with the same model, AdamW, warmup schedule, loss and evaluation cadence. The two are
+interleaved, ``--reps`` times each; the median ratio is printed (goal >= 0.9).
+(b) the 1-layer transformer's output-position-only computation against all positions at
+d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
+
+    python scripts/bench_trainer.py [--reps 3] [--threads 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from phasewatch.callbacks.trace_logger import TraceLogger
+from phasewatch.trainer.data import TaskDataModule
+from phasewatch.trainer.module import PhaseModule
+
+import bench_transformer
+
+CONFIGS = {  # name: (data kwargs, module kwargs, steps timed)
+    "A": (dict(task="x+y", p=59, frac=0.5), dict(model="embedding_mlp", lr=3e-3), 1000),
+    "C": (dict(task="x+y", p=59, frac=0.5), dict(model="transformer1", lr=1e-3), 200),
+}
+EVAL_EVERY = 20
+
+
+class _Clock(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def lightning_seconds(data_kw: dict, module_kw: dict, steps: int) -> float:
+    torch.manual_seed(0)
+    dm = TaskDataModule(**data_kw)
+    module = PhaseModule(dm.task, **module_kw)
+    clock = _Clock()
+    with tempfile.TemporaryDirectory() as root:
+        trainer = pl.Trainer(max_steps=steps, val_check_interval=EVAL_EVERY, check_val_every_n_epoch=None,
+                             logger=TraceLogger(root), callbacks=[clock], enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, accelerator="cpu", devices=1)
+        trainer.fit(module, dm)
+    return clock.seconds
+
+
+def bare_seconds(data_kw: dict, module_kw: dict, steps: int) -> float:
+    """The same math as PhaseModule under Lightning, in a plain loop."""
+    torch.manual_seed(0)
+    task = TaskDataModule(**data_kw).task
+    module = PhaseModule(task, **module_kw)  # only for its model, loss and optimizer settings
+    model, loss_fn = module.model, module.loss_fn
+    optimizer = torch.optim.AdamW(model.parameters(), lr=module.hparams.lr,
+                                  weight_decay=module.hparams.weight_decay, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
+    history = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        loss = loss_fn(model(task.train_x), task.train_y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % EVAL_EVERY == 0:
+            model.eval()
+            with torch.no_grad():
+                for x, y in ((task.train_x, task.train_y), (task.val_x, task.val_y)):
+                    logits = model(x)
+                    history.append((step, loss_fn(logits, y).item(),
+                                    (logits.argmax(-1) == y).float().mean().item()))
+            model.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = ap.parse_args()
+    torch.set_flush_denormal(True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"(a) Lightning path vs bare loop, threads={torch.get_num_threads()}, reps={args.reps}")
+    for name, (data_kw, module_kw, steps) in CONFIGS.items():
+        ratios, bare, light = [], [], []
+        for _ in range(args.reps):
+            bare.append(bare_seconds(data_kw, module_kw, steps))
+            light.append(lightning_seconds(data_kw, module_kw, steps))
+            ratios.append(bare[-1] / light[-1])
+        print(f"  config {name}: bare {steps / statistics.median(bare):7.1f} steps/s, Lightning "
+              f"{steps / statistics.median(light):7.1f} steps/s, ratio (Lightning/bare speed) "
+              f"median {statistics.median(ratios):.2f}")
+    print("(b) 1-layer transformer, output position only vs all positions (d_model 128, p=113)")
+    bench_transformer.main(["--reps", "5", "--steps", "3"] + (["--threads", str(args.threads)] if args.threads else []))
+
+
+if __name__ == "__main__":
+    pl.seed_everything(0, verbose=False)
+    main()
