@@ -57,3 +57,14 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     body = re.search(r"<body[^>]*>", out.stdout)
     assert body, out.stderr[-2000:]
     assert 'data-imgs="6"' in body.group(0) and 'data-loaded="6"' in body.group(0), body.group(0)
+
+
+def test_report_of_a_tiny_diverged_run_without_accuracies(tmp_path):
+    import numpy as np
+    from conftest import write_run
+    from phasewatch.analysis.memtrace import MemoryTrace
+    s = np.arange(3)
+    run = write_run(tmp_path / "tiny", MemoryTrace({"train/loss": (s, np.array([1.0, np.nan, 0.5]))}))
+    assert main(["report", str(run)]) == 0
+    page = (run / "analysis" / "report.html").read_text()
+    assert "insufficient data for memorization" in page and "diverged" in page
