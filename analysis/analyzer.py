@@ -316,7 +316,12 @@ def analyze_run(path, config: AnalysisConfig = AnalysisConfig()) -> AnalysisResu
     """Load the run directory at ``path`` and analyze it."""
     from .store import load_run
     trace = load_run(path)
-    return analyze_trace(trace, config, run=str(path))
+    try:
+        return analyze_trace(trace, config, run=str(path))
+    finally:
+        close = getattr(trace, "close", None)
+        if close is not None:
+            close()
 
 
 def write_analysis(result: AnalysisResult, run_dir) -> str:
