@@ -1,0 +1,29 @@
+"""``--run.resume RUN_DIR`` continues a run in its own directory, with no duplicated or missing steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from phasewatch.analysis import load_run
+from phasewatch.trainer.cli import main
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "modadd_mlp.yaml")
+COMMON = ["--config", CONFIG, "--run.wandb", "disabled", "--run.tracking", "false",
+          "--trainer.enable_progress_bar", "false", "--run.checkpoint_every", "60"]
+
+
+def test_resume_continues_the_same_run_directory(tmp_path: Path) -> None:
+    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "120"])
+    (run_dir,) = [p for p in (tmp_path / "a").iterdir() if p.is_dir() and not p.is_symlink()]
+    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "200",
+          "--run.resume", str(run_dir)])
+    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "b"), "--trainer.max_steps", "200"])
+    resumed, straight = load_run(run_dir), load_run((tmp_path / "b" / "latest").resolve())
+    for name in ("train/loss", "val/acc"):
+        steps, values = resumed.series(name)
+        ref_steps, ref_values = straight.series(name)
+        assert steps.tolist() == list(range(20, 201, 20)) == ref_steps.tolist()
+        np.testing.assert_allclose(values, ref_values, rtol=1e-4, atol=1e-6)
+    assert len([p for p in (tmp_path / "a").iterdir() if not p.is_symlink()]) == 1
