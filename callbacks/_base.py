@@ -62,7 +62,7 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
 
 def hook_count(module: nn.Module) -> int:
     """Number of hooks registered on ``module`` and all its submodules."""
-    return sum(len(getattr(m, d, {})) for m in module.modules() for d in _HOOK_DICTS[:5])
+    return sum(len(getattr(m, d, {})) for m in module.modules() for d in _HOOK_DICTS[:4])
 
 
 @contextlib.contextmanager
