@@ -51,10 +51,15 @@ def _config(args):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="phasewatch",
                                  description="Track training dynamics; find memorization and grokking.")
-    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,import}")
+    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
-    a.add_argument("runs", nargs="+", help="run directories")
+    a.add_argument("runs", nargs="*", help="run directories")
+    a.add_argument("--wandb", metavar="ENTITY/PROJECT/RUN_ID", default=None,
+                   help="pull this W&B run's history (public API, needs credentials) into "
+                        "--out and analyze it; exit 2 without credentials")
+    a.add_argument("--out", default=None, help="with --wandb: run directory to create "
+                                               "(default runs/wandb-<RUN_ID>)")
     a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary")
     a.add_argument("--aggregate", metavar="DIR", default=None,
                    help="with several runs: also write seed/sweep aggregates to DIR")
@@ -64,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None,
                    help="output folder (default RUN/analysis for one run, ./phasewatch_report otherwise)")
     _add_analysis_options(r)
+    w = sub.add_parser("watch", help="follow live runs under DIR, print phase events as detected")
+    w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/)")
+    w.add_argument("--once", action="store_true", help="one pass, print the table, exit")
+    w.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    w.add_argument("--stale", type=float, default=120.0,
+                   help="a running run without new data for this many seconds is 'stalled'")
+    _add_analysis_options(w)
     i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
     i.add_argument("file", help="metrics.csv (Lightning CSVLogger), W&B history CSV, or step,name,value CSV")
     i.add_argument("--out", required=True, help="run directory to create")
@@ -77,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_analyze(args) -> int:
     from .analyzer import analyze_run, write_analysis
     cfg = _config(args)
+    if args.wandb:
+        from phasewatch.trainer.wandb_summary import WandbUnavailable, pull_wandb_run  # no torch
+        try:
+            args.runs = [*args.runs, pull_wandb_run(args.wandb, args.out)]
+        except WandbUnavailable as e:
+            print(f"phasewatch analyze: {e}", file=sys.stderr)
+            return 2
+    if not args.runs:
+        print("phasewatch analyze: error: give run directories or --wandb ENTITY/PROJECT/RUN_ID",
+              file=sys.stderr)
+        return 2
     results = []
     for run in args.runs:
         res = analyze_run(run, cfg)
@@ -105,6 +128,12 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_watch(args) -> int:
+    from .watch import watch
+    return watch(args.dir, once=args.once, interval=args.interval, config=_config(args),
+                 stale_s=args.stale)
+
+
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
     out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
@@ -124,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
-    handler = {"analyze": _cmd_analyze, "report": _cmd_report, "import": _cmd_import}[args.command]
+    handler = {"analyze": _cmd_analyze, "report": _cmd_report, "watch": _cmd_watch,
+               "import": _cmd_import}[args.command]
     try:
         return handler(args)
     except (ValueError, OSError, KeyError) as e:
