@@ -12,6 +12,7 @@ from .defaults import DEFAULT_CADENCES, default_callbacks, tracking_enabled
 from .examples import ExampleTracker
 from .fourier import FourierProbe
 from .gradients import GradientMonitor
+from .phase_monitor import PhaseMonitor, dense_requested
 from .probes import AblationProbe, AttentionProbe
 from .snapshots import WeightSnapshot, list_snapshots, load_snapshot
 from .trace_logger import TraceLogger, find_trace_logger, log_array, log_scalars
@@ -19,8 +20,8 @@ from .weights import WeightNormMonitor
 
 __all__ = [
     "AblationProbe", "AttentionProbe", "Cadence", "CircuitCheckpoint", "DEFAULT_CADENCES",
-    "ExampleTracker", "FourierProbe", "GradientMonitor", "Probe", "ProbeContext", "ProbeResult",
-    "TraceLogger", "WeightNormMonitor", "WeightSnapshot", "default_callbacks",
+    "ExampleTracker", "FourierProbe", "GradientMonitor", "PhaseMonitor", "Probe", "ProbeContext", "ProbeResult",
+    "TraceLogger", "WeightNormMonitor", "WeightSnapshot", "default_callbacks", "dense_requested",
     "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
     "tracking_enabled",
 ]

@@ -11,10 +11,15 @@ Run without tracking (for overhead comparisons): ``default_callbacks(tracking=Fa
 Default cadences (see ``DEFAULT_CADENCES``) keep the measured overhead near 1.05x on config A
 (``scripts/bench_callbacks.py``).
 
+``PhaseMonitor`` (online phase events, final analysis pushed to W&B) is in the set; it stands
+down when the trainer also has a user-configured ``PhaseMonitor`` (e.g. to stop early:
+``phasewatch fit ... --trainer.callbacks+=phasewatch.callbacks.PhaseMonitor
+--trainer.callbacks.stop_after_generalization=0``).
+
 Example:
     >>> from phasewatch.callbacks import default_callbacks
     >>> [type(c).__name__ for c in default_callbacks()]
-    ['WeightNormMonitor', 'GradientMonitor', 'ExampleTracker', 'CircuitCheckpoint']
+    ['WeightNormMonitor', 'GradientMonitor', 'ExampleTracker', 'CircuitCheckpoint', 'PhaseMonitor']
     >>> default_callbacks(tracking=False)
     []
 """
@@ -30,6 +35,7 @@ from .circuit import CircuitCheckpoint
 from .examples import ExampleTracker
 from .fourier import FourierProbe
 from .gradients import GradientMonitor
+from .phase_monitor import PhaseMonitor
 from .probes import AblationProbe, AttentionProbe
 from .snapshots import WeightSnapshot
 from .weights import WeightNormMonitor
@@ -42,6 +48,7 @@ DEFAULT_CADENCES: dict[str, str] = {
     "examples": "log:20,max:100",
     "circuits": "log:10,max:200",
     "snapshots": "log:5",
+    "phases": "100",
 }
 
 
@@ -88,4 +95,5 @@ def default_callbacks(modular: bool = True, transformer: bool = True, *,
         cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"]))
     if snapshots:
         cbs.append(WeightSnapshot(cad["snapshots"]))
+    cbs.append(PhaseMonitor(every=int(cad["phases"]), default=True))
     return cbs

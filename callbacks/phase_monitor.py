@@ -65,12 +65,14 @@ class PhaseMonitor(pl.Callback):
         final_analysis: run the full analysis at the end of fit (analysis.json, final events).
         wandb: push the analysis to W&B loggers; ``figures`` adds the report PNGs as images,
             ``artifact`` the run directory (store, arrays, analysis) as an artifact.
+        default: built by ``default_callbacks``: stands down (does nothing) when the trainer
+            also has a PhaseMonitor that is not a default one (the user's configuration wins).
     """
 
     def __init__(self, every: int = 100, stop_after_generalization: int | None = None,
                  config: AnalysisConfig | None = None, confirm: int = 3, dense_rise: float = 0.05,
                  dense_after: int = 200, final_analysis: bool = True, wandb: bool = True,
-                 figures: bool = True, artifact: bool = True) -> None:
+                 figures: bool = True, artifact: bool = True, default: bool = False) -> None:
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
@@ -93,11 +95,13 @@ class PhaseMonitor(pl.Callback):
         self._mem: dict[str, tuple[list, list]] = {}
         self._base_val: float | None = None
         self.checks = 0
+        self.default = bool(default)
+        self.active = True
 
     # ---- state ----
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(every=self.every)
+        return self._generate_state_key(every=self.every, default=self.default)
 
     def state_dict(self) -> dict[str, Any]:
         return {"logged": dict(self.logged), "last_check": self.last_check,
@@ -111,6 +115,8 @@ class PhaseMonitor(pl.Callback):
     # ---- hooks ----
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         trainer.phasewatch_dense = False
+        self.active = not (self.default and any(
+            isinstance(c, PhaseMonitor) and not c.default for c in trainer.callbacks))
 
     def _trace(self, trainer: "pl.Trainer"):
         lg = find_trace_logger(trainer)
@@ -129,7 +135,7 @@ class PhaseMonitor(pl.Callback):
         return MemoryTrace({k: (np.array(s), np.array(v)) for k, (s, v) in self._mem.items()}), None
 
     def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.active:
             return
         step = int(trainer.global_step)
         if find_trace_logger(trainer) is None:
@@ -182,7 +188,7 @@ class PhaseMonitor(pl.Callback):
         return new
 
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not self.active:
             return
         if self.final_analysis:
             try:
