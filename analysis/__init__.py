@@ -10,4 +10,4 @@ from .analyzer import AnalysisConfig, AnalysisResult, analyze_run, analyze_trace
 from .classify import ClassifyConfig  # noqa: F401
 from .events import Event, Transition  # noqa: F401
 from .memtrace import MemoryTrace  # noqa: F401
-from .watch import Watcher, live_events, watch  # noqa: F401
+from .watch import Watcher, live_events  # noqa: F401
