@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,11 +98,9 @@ class PhaseCLI(LightningCLI):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``."""
-    started = time.perf_counter()
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
                    save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                    run=True, subclass_mode_model=False)
-    log_dir = cli.trainer.log_dir
-    print(f"run directory: {log_dir}  ({time.perf_counter() - started:.1f} s)")
+    print(f"run directory: {cli.trainer.log_dir}\nanalyze it: phasewatch analyze {cli.trainer.log_dir}")
     return 0
