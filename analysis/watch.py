@@ -6,7 +6,8 @@ returns the events that later data can no longer move: a threshold event is *con
 once ``confirm`` samples of its signal follow it (the running median that dates it is then
 final), a loss spike once its median window is complete, a divergence at once. On a run that
 does not fall back after crossing, a confirmed event has the same step as in the offline
-analysis of the finished run.
+analysis of the finished run (its ``[low, high]`` interval is the one known at detection:
+the offline noise band also looks at later samples).
 
 ``watch(root)`` follows every run directory under ``root`` (read-only; safe while training
 writes): it prints each confirmed event once, one progress line per run whose step moved,
