@@ -155,7 +155,8 @@ def _signature(run_dir: Path) -> tuple:
     for suffix in ("", "-wal"):
         try:
             st = os.stat(run_dir / (TRACE_FILE + suffix))
-            out.append((st.st_mtime_ns, st.st_size))
+            # an empty -wal is what a reader's open leaves behind: not new data
+            out.append((st.st_mtime_ns, st.st_size) if st.st_size else None)
         except OSError:
             out.append(None)
     return tuple(out)
