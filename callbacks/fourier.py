@@ -22,7 +22,9 @@ Logged (SCIENCE.md section 2):
   test split (``"test"``, the TransformerLens demo's choice);
   ``circuit/excluded_loss``: L - sum_{k in K} P_k L, cross-entropy on the train split.
   P_k projects each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}.
-  Losses need K non-empty and are logged only for addition tasks (task name "x+y" or none).
+  With K empty the sums are 0 (restricted: per-class mean logits, about ln p; excluded: the
+  plain train loss), so the series start at step 0. Logged only for addition tasks (task name
+  "x+y" or none).
   Labels: restricted loss against the true labels, excluded loss against the labels trained
   on (they differ only for corrupted-label tasks); (a + b) mod p without a task.
 
@@ -219,7 +221,7 @@ class FourierProbe:
                             "circuit/frac_explained": float((freq > 0).double().mean()),
                             "circuit/ipr_mean": float(ipr[alive].mean()) if alive.any()
                             else float("nan")})
-        if bool(g["losses"]) and keys:
+        if bool(g["losses"]):  # K empty: restricted = class means only, excluded = L
             r_idx = g["test"] if self.restricted_on == "test" and g["test"] is not None \
                 else torch.arange(p * p)
             e_idx = g["train"] if g["train"] is not None else torch.arange(p * p)

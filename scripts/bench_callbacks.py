@@ -64,10 +64,14 @@ def main(argv=None) -> float:
     ap.add_argument("--steps-c", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default="A,C")
+    ap.add_argument("--per-callback", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time each default callback alone")
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.set_num_threads(1)
-    arms = ["none", "default"] + [type(c).__name__ for c in default_callbacks()]
+    arms = ["none", "default"]
+    if args.per_callback:
+        arms += [type(c).__name__ for c in default_callbacks()]
     steps = {"A": args.steps_a, "C": args.steps_c}
     worst = 0.0
     with tempfile.TemporaryDirectory() as root:
