@@ -1,0 +1,41 @@
+"""Real traces of the built-in config A (SCIENCE.md) and its wd 0 variant, exported as long CSV.
+
+Produced with `PHASEWATCH_TRACKING=0 phasewatch fit --config configs/modadd_mlp.yaml
+[--model.weight_decay 0]` (seed 0, 4000 steps, evaluation every 20 steps) on the 2-core CPU,
+then `step,name,value` rows of train/val accuracy and loss. They exercise the analyzer on
+real (not synthetic) curves without training anything.
+"""
+from pathlib import Path
+
+import pytest
+
+from phasewatch.analysis import analyze_run
+from phasewatch.analysis.importers import import_csv
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def real(tmp_path):
+    def _load(name):
+        return analyze_run(import_csv(DATA / name, tmp_path / name.replace(".csv", "")))
+    return _load
+
+
+def test_config_a_groks(real):
+    res = real("configA_seed0.csv")
+    assert res.run_class == "grokking" and not res.censored and res.flags == ()
+    assert res.event("memorization").step == 140          # SCIENCE.md: memorize ~140
+    assert res.event("generalization").step == 3060       # first val acc >= 0.99 that stays
+    on, mid, done = (res.event(f"generalization_{k}").step for k in ("onset", "midpoint", "completion"))
+    assert 1200 < on < mid < done < 3060
+    assert res.thresholds["0.9"]["generalization"]["step"] < res.thresholds["0.95"]["generalization"]["step"] < 3060
+
+
+def test_config_a_without_weight_decay_memorizes_with_a_slingshot(real):
+    res = real("configA_wd0_seed0.csv")
+    assert res.run_class == "memorization" and not res.censored
+    assert res.event("generalization") is None
+    assert "slingshot" in res.flags
+    spike = res.event("slingshot")
+    assert spike.step == 2900 and spike.evidence["decades_above_median"] > 2
