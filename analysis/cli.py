@@ -1,4 +1,4 @@
-"""The ``phasewatch`` console script: analyze / report / import, and ``fit`` (trainer).
+"""The ``phasewatch`` console script: analyze / report / watch / import, and ``fit`` (trainer).
 
 ``fit`` is delegated lazily to ``phasewatch.trainer.cli`` so that the analysis commands
 never import torch.
@@ -7,6 +7,8 @@ Example:
     $ phasewatch analyze runs/latest --threshold 0.95
     $ phasewatch report runs/a runs/b --out cmp/
     $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
+    $ phasewatch watch runs/ [--once] [--interval 2]
+    $ phasewatch analyze --wandb ENTITY/PROJECT/RUN_ID     # exit 2 without credentials
 """
 from __future__ import annotations
 

@@ -10,6 +10,13 @@ prints with exit status 2. Importing this module imports neither torch nor wandb
 The push side (summary keys, events table, figures, artifact at the end of fit) lives in
 ``phasewatch.callbacks.wandb_push`` and runs from the ``PhaseMonitor`` callback.
 
+Offline runs (``run.wandb: offline``, the default without credentials) live in
+``runs/<id>/wandb/offline-run-*/``. View one locally (W&B LEET, a terminal UI shipped with the
+wandb CLI): ``wandb leet runs/<id>/wandb`` (browse curves), or non-interactively
+``wandb leet inspect --summary runs/<id>/wandb/offline-run-*`` (state, latest metrics and the
+``phasewatch/*`` summary keys). Upload it later: ``wandb login`` then
+``wandb sync runs/<id>/wandb/offline-run-*``.
+
 Example:
     $ phasewatch analyze --wandb my-team/phasewatch/modadd_mlp-20261127-0230 --out runs/pulled
 """
