@@ -85,7 +85,7 @@ def default_callbacks(modular: bool = True, transformer: bool = True, *,
     cad.update(cadences or {})
     cbs: list[pl.Callback] = [WeightNormMonitor(cad["weights"]), GradientMonitor(cad["gradients"])]
     if examples:
-        cbs.append(ExampleTracker(cad["examples"]))
+        cbs.append(ExampleTracker(cad["examples"], strict=False))
     probes: list[Any] = []
     if modular:
         probes.append(FourierProbe())

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pytorch_lightning.utilities import rank_zero_warn
+
 from ._base import PeriodicCallback, eval_mode, log_array, log_scalars
 
 __all__ = ["ExampleTracker"]
@@ -79,13 +81,16 @@ class ExampleTracker(PeriodicCallback):
         loss: ``"auto"`` (``pl_module.loss_fn(logits, y, reduction="none")`` if it exists, else
             cross-entropy), ``"cross_entropy"``, or ``fn(logits, y) -> per-example loss``.
         batch_size: evaluation chunk size.
+        strict: raise when no training set can be found (True), or warn once and do nothing
+            (False; what ``default_callbacks`` uses, so the default set fits any module).
     """
 
     def __init__(self, cadence: Any = "log:20,max:100", train: tuple[Tensor, Tensor] | None = None,
                  val: "tuple[Tensor, Tensor] | bool" = True, train_true_y: Tensor | None = None,
                  train_corrupted: Tensor | None = None,
                  forward: Callable[[Any, Tensor], Tensor] | None = None,
-                 loss: "str | Callable[[Tensor, Tensor], Tensor]" = "auto", batch_size: int = 8192):
+                 loss: "str | Callable[[Tensor, Tensor], Tensor]" = "auto", batch_size: int = 8192,
+                 strict: bool = True):
         super().__init__(cadence)
         for nm, v in (("train", train), ("val", val)):
             if v is not None and not isinstance(v, bool) and (not isinstance(v, (tuple, list))
@@ -99,6 +104,7 @@ class ExampleTracker(PeriodicCallback):
         self.val = val is not False
         self._given_tags = (train_true_y, train_corrupted)
         self.forward, self.loss, self.batch_size = forward, loss, batch_size
+        self.strict = bool(strict)
         self.data: dict[str, dict[str, Tensor | None]] = {}
         self._acc: dict[str, dict[str, Tensor]] = {}
         self._n_evals = 0
@@ -151,7 +157,14 @@ class ExampleTracker(PeriodicCallback):
                 torch.stack([torch.as_tensor(it[1]) for it in items]))
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._resolve(trainer, pl_module)
+        try:
+            self._resolve(trainer, pl_module)
+        except ValueError as err:
+            if self.strict:
+                raise
+            rank_zero_warn(f"{err}; ExampleTracker does nothing in this run")
+            self.data = {}
+            return
         for split, d in self.data.items():
             n = len(d["y"])
             if split not in self._acc or len(self._acc[split]["prev"]) != n:
@@ -165,7 +178,7 @@ class ExampleTracker(PeriodicCallback):
             self._evaluate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._take(trainer.global_step):
+        if self.data and self._take(trainer.global_step):
             self._evaluate(trainer, pl_module)
 
     # ---- evaluation --------------------------------------------------------------------------
