@@ -1,4 +1,4 @@
-"""Real traces of the built-in config A (SCIENCE.md) and its wd 0 variant, exported as long CSV.
+"""Real traces of the built-in config A (SCIENCE.md) and its wd 0 and frac 0.9 variants (long CSV).
 
 Produced with `PHASEWATCH_TRACKING=0 phasewatch fit --config configs/modadd_mlp.yaml
 [--model.weight_decay 0]` (seed 0, 4000 steps, evaluation every 20 steps) on the 2-core CPU,
@@ -39,3 +39,11 @@ def test_config_a_without_weight_decay_memorizes_with_a_slingshot(real):
     assert "slingshot" in res.flags
     spike = res.event("slingshot")
     assert spike.step == 2900 and spike.evidence["decades_above_median"] > 2
+
+
+def test_config_a_frac_09_comprehends(real):
+    res = real("configA_frac09_seed0.csv")                 # stopped at step 2760 (SIGTERM)
+    assert res.run_class == "comprehension" and not res.censored
+    assert res.event("memorization").step == 180          # SCIENCE.md: memorize ~180
+    assert res.event("generalization").step == 580        # SCIENCE.md: generalize ~540
+    assert res.config["gap_ratio"] < 5.0
