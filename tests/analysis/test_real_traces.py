@@ -1,7 +1,7 @@
 """Real traces of the built-in config A (SCIENCE.md) and its wd 0 and frac 0.9 variants (long CSV).
 
 Produced with `PHASEWATCH_TRACKING=0 phasewatch fit --config configs/modadd_mlp.yaml
-[--model.weight_decay 0]` (seed 0, 4000 steps, evaluation every 20 steps) on the 2-core CPU,
+[--model.weight_decay 0 | --data.frac 0.9]` (seed 0, up to 4000 steps, evaluation every 20 steps) on the 2-core CPU,
 then `step,name,value` rows of train/val accuracy and loss. They exercise the analyzer on
 real (not synthetic) curves without training anything.
 """
