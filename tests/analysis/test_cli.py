@@ -56,10 +56,12 @@ def test_console_script_and_corrupt_file_error_names_it(tmp_path):
     assert out.returncode == 1 and "nope" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_parser_has_no_watch_and_fit_is_delegated():
+def test_parser_subcommands_and_no_command():
     from phasewatch.analysis.cli import build_parser
+    ap = build_parser()
+    assert ap.parse_args(["analyze", "r", "--threshold", "0.9"]).threshold == 0.9
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["watch", "runs"])
+        ap.parse_args(["frobnicate"])
     assert main([]) == 2
 
 
