@@ -266,7 +266,8 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
             base = level_at(s, v, ev_mem.step)
             final = float(np.median(v[-max(3, v.size // 10):]))
             mid = t["midpoint"]["step"]
-            if final - base >= cc.semi_min_rise and mid > 2 * ev_mem.step and final < thr:
+            if final - base >= cc.semi_min_rise and mid > 2 * ev_mem.step and final < thr \
+                    and not val_rising:                  # a rise still under way is not a plateau
                 flags.append("semi_grokking")
                 m = t["midpoint"]
                 events.append(Event("semi_grokking", m["step"], m["low"], m["high"], config.val_acc,

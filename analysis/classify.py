@@ -13,7 +13,8 @@ Rules (all thresholds live in :class:`ClassifyConfig`):
 Flags: ``diverged`` (a NaN/inf in a loss or accuracy), ``slingshot`` (train loss spikes
 of >= ``spike_decades`` above the running median), ``ungrokking`` (val reached the
 threshold, then fell ``ungrok_drop`` below it and ended there), ``semi_grokking`` (val
-rose by >= ``semi_min_rise`` after memorization but ended below the threshold).
+rose by >= ``semi_min_rise`` after memorization, with the fitted midpoint later than 2 x
+t_train, and ended on a plateau below the threshold: not while still rising).
 
 Example:
     >>> classify_run(100, 2000, budget=5000).run_class

@@ -199,7 +199,7 @@ def fit_transition(steps, values, *, signal: str, name: str = "transition",
         step = 10 ** xe
         events.append(Event(f"{name}_{label}", int(round(step)), max(0, int(math.floor(10 ** (xe - half)))),
                             int(math.ceil(10 ** (xe + half))), signal,
-                            {"log10_step": xe, "se_decades": se,
+                            {"log10_step": xe, "se_decades": se, "extrapolated": bool(xe > x[-1]),
                              "level": (flo + (fhi - flo) * frac) * direction}))
     return Transition(signal, flo * direction, fhi * direction, x0, w, rmse, *events)
 

@@ -96,3 +96,18 @@ def test_common_series_name_aliases_are_used_and_recorded():
     res = analyze_trace(t, CFG)
     assert res.run_class == "grokking"
     assert res.config["train_acc"] == "train_acc" and res.config["val_acc"] == "test/acc"
+
+
+def test_a_rise_still_under_way_is_not_semi_grokking_and_the_fit_says_extrapolated():
+    from phasewatch.analysis.synthetic import make_run
+    r = make_run("grokking", 5, scheme="linear")
+    res_full = analyze_trace(r.trace, CFG)
+    mid = res_full.event("generalization_midpoint").step
+    s = r.trace.series("val/acc")[0]
+    cut = s <= mid * 1.1                                     # stopped in the middle of the rise
+    t = MemoryTrace({k: (r.trace.series(k)[0][cut], r.trace.series(k)[1][cut]) for k in r.trace.names()})
+    res = analyze_trace(t, CFG)
+    assert "semi_grokking" not in res.flags
+    assert res.run_class == "memorization" and res.censored
+    done = res.event("generalization_completion")
+    assert done is None or done.evidence["extrapolated"] == (done.step > s[cut][-1])
