@@ -118,6 +118,22 @@ class PhaseMonitor(pl.Callback):
         self.active = not (self.default and any(
             isinstance(c, PhaseMonitor) and not c.default for c in trainer.callbacks))
 
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        """On resume, events this monitor already wrote (at steps the resumed run keeps) count
+        as logged, so a crash between a detection and the next checkpoint writes no duplicate."""
+        lg = find_trace_logger(trainer)
+        if lg is None or not self.active or not trainer.is_global_zero or not trainer.global_step:
+            return
+        from phasewatch.analysis.store_read import load_run
+        try:
+            with load_run(lg.log_dir) as run:
+                for e in run.events():
+                    if e["payload"].get("source") == "PhaseMonitor" and e["step"] <= trainer.global_step:
+                        key = e["name"] if e["name"] != "slingshot" else f"slingshot@{e['step']}"
+                        self.logged.setdefault(key, e["step"])
+        except Exception:  # noqa: BLE001 - nothing stored yet
+            pass
+
     def _trace(self, trainer: "pl.Trainer"):
         lg = find_trace_logger(trainer)
         store = None if lg is None else lg.store

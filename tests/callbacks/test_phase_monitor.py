@@ -132,3 +132,45 @@ def test_live_events_confirmation_window():
         t = MemoryTrace({"train/acc": (s[keep], np.ones(keep.sum())), "val/acc": (s[keep], val[keep])})
         names = [e.name for e in live_events(t)[1]]
         assert ("generalization" in names) is expect, last
+
+
+class Crash(pl.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 400:
+            raise RuntimeError("simulated crash at step 400")
+
+
+def test_resume_after_a_crash_logs_each_event_once(tmp_path, full_run):
+    """Memorization (step 180) is detected at 240, after the checkpoint (200), and written; the crash
+    comes at 400. The resumed run (monitor state of step 200) ends with the uninterrupted run's
+    events, each once (the monitor takes stored events as logged; the store also keys events
+    by (step, name))."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from phasewatch.trainer.data import TaskDataModule
+    from phasewatch.trainer.module import PhaseModule
+    ckpt_dir = tmp_path / "ckpt"
+
+    def trainer_for(version, callbacks):
+        lg = TraceLogger(str(tmp_path / "runs"), name="pm", version=version)
+        return pl.Trainer(max_steps=STEPS, val_check_interval=20, check_val_every_n_epoch=None,
+                          log_every_n_steps=20, logger=lg, enable_progress_bar=False,
+                          enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+                          callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=200,
+                                                     save_last=True), *callbacks])
+
+    pl.seed_everything(0)
+    torch.set_num_threads(1)
+    dm = TaskDataModule("x+y", p=59, frac=0.9, seed=0)
+    first = trainer_for("v1", [PhaseMonitor(every=20, wandb=False), Crash()])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        first.fit(PhaseModule(dm.task, lr=3e-3, weight_decay=1.0), datamodule=dm)
+    mon = PhaseMonitor(every=20, wandb=False)
+    second = trainer_for("v1", [mon])
+    second.fit(PhaseModule(dm.task, lr=3e-3, weight_decay=1.0), datamodule=dm,
+               ckpt_path=str(ckpt_dir / "last.ckpt"))
+    with load_run(second.logger.log_dir) as run:
+        online = [(e["name"], e["step"]) for e in run.events() if e["payload"].get("source") == "PhaseMonitor"]
+    _, mon_full, _ = full_run
+    assert sorted(online) == sorted((k, v) for k, v in mon_full.logged.items()
+                                    if k in ("memorization", "generalization"))
