@@ -4,6 +4,8 @@ Arms (each ``phasewatch fit --config configs/modadd_mlp.yaml``, W&B disabled, 1 
 - ``full``: the default set (its PhaseMonitor only detects) to the full budget;
 - ``stop``: plus a user PhaseMonitor with ``stop_after_generalization=N`` (default set's stands down);
 - ``bare``/``bare+monitor`` (``--overhead``): no tracking vs. only a PhaseMonitor(every=100).
+``--check-cost RUN_DIR`` times one monitor check (store read of the live series + detectors) on
+a finished run, the quantity that sets the overhead (checks every ``every`` steps).
 
 Example:
     .venv/bin/python scripts/bench_phase_monitor.py --seeds 0 --after 0
@@ -36,7 +38,18 @@ def main(argv=None) -> int:
     ap.add_argument("--after", type=int, default=0, help="stop_after_generalization")
     ap.add_argument("--every", type=int, default=20, help="check cadence of the stopping monitor")
     ap.add_argument("--overhead", action="store_true")
+    ap.add_argument("--check-cost", metavar="RUN_DIR", default=None)
     args = ap.parse_args(argv)
+    if args.check_cost:
+        from phasewatch.analysis.watch import live_events, read_live_trace
+        live_events(read_live_trace(args.check_cost)[0])
+        n, t0 = 50, time.perf_counter()
+        for _ in range(n):
+            res, ev = live_events(read_live_trace(args.check_cost)[0])
+        ms = (time.perf_counter() - t0) / n * 1000
+        print(f"one check on {args.check_cost} ({res.budget} steps): {ms:.1f} ms; events "
+              f"{[(e.name, e.step) for e in ev]}")
+        return 0
     print("| seed | arm | steps | t_gen | wall s |\n|---|---|---|---|---|")
     for seed in args.seeds:
         seed_args = ["--seed_everything", str(seed), "--data.seed", str(seed)]
