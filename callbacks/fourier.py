@@ -149,6 +149,7 @@ class FourierProbe:
         self.p, self.threshold, self.restricted_on = p, threshold, restricted_on
         self.train_index, self.losses, self.name = train_index, losses, name
         self._grid: dict[str, Tensor] = {}
+        self._grid_task: Any = None
 
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with the hook points and a known modulus."""
@@ -187,8 +188,9 @@ class FourierProbe:
                       "test": all_idx[~train_mask] if tr is not None else None}
 
     def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
-        if not self._grid:
+        if not self._grid or self._grid_task is not ctx.task:  # cache per task
             self._setup(ctx)
+            self._grid_task = ctx.task
         g = self._grid
         p = int(g["p"])
         device = next(model.parameters()).device
