@@ -6,7 +6,10 @@ Configs (SCIENCE.md section 1, full batch, same Trainer and TraceLogger in every
 Arms: none, default set, and each default callback alone; run interleaved ``--repeats`` times;
 time = on_train_start .. on_train_end of the training loop. Prints a table of median ratios
 (arm / none) and, last, ``callback overhead: X.XX`` = the largest per-config median ratio of
-the default set.
+the default set. Log-spaced cadences are dense early, so a short benchmark over-weights them;
+the ``full-run`` column projects the measured extra time per evaluation onto the config's real
+length (``--full-a`` / ``--full-c`` steps: the grokking step of SCIENCE.md), keeping the measured
+per-step cost.
 
     .venv/bin/python scripts/bench_callbacks.py                 # ~4 min on 2 cores
     .venv/bin/python scripts/bench_callbacks.py --steps-a 500 --steps-c 100 --repeats 1   # smoke
@@ -58,12 +61,28 @@ def run(config: str, arm: str, steps: int, root: str) -> float:
     return clock.dt
 
 
+def n_evals(arm: str, steps: int) -> int:
+    """Evaluations of ``arm``'s callbacks (summed over the set) in ``steps`` steps."""
+    cbs = [c for c in default_callbacks() if arm == "default" or type(c).__name__ == arm]
+    return sum(len(c.cadence.steps(steps)) for c in cbs if hasattr(c, "cadence"))
+
+
+def projected(arm: str, ratio: float, steps: int, full: int) -> float:
+    """Ratio at ``full`` steps: the extra time per evaluation and per step measured here."""
+    if arm == "none" or n_evals(arm, steps) == 0:
+        return 1.0
+    extra_per_eval = (ratio - 1.0) * steps / n_evals(arm, steps)  # in units of one step
+    return 1.0 + extra_per_eval * n_evals(arm, full) / full
+
+
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps-a", type=int, default=3000)
     ap.add_argument("--steps-c", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default="A,C")
+    ap.add_argument("--full-a", type=int, default=4000)
+    ap.add_argument("--full-c", type=int, default=3500)
     ap.add_argument("--per-callback", action=argparse.BooleanOptionalAction, default=True,
                     help="also time each default callback alone")
     args = ap.parse_args(argv)
@@ -75,17 +94,20 @@ def main(argv=None) -> float:
     steps = {"A": args.steps_a, "C": args.steps_c}
     worst = 0.0
     with tempfile.TemporaryDirectory() as root:
-        print(f"{'config':6} {'arm':18} {'median s':>9} {'ratio':>6}")
+        print(f"{'config':6} {'arm':18} {'median s':>9} {'ratio':>6} {'full-run':>8}")
         for cfg in args.configs.split(","):
             times: dict[str, list[float]] = {a: [] for a in arms}
             for _ in range(args.repeats):
                 for arm in arms:  # interleaved, so load drift hits every arm alike
                     times[arm].append(run(cfg, arm, steps[cfg], root))
+                    print(f"# {cfg} {arm} {times[arm][-1]:.3f} s", flush=True)
             base = statistics.median(times["none"])
+            full = {"A": args.full_a, "C": args.full_c}[cfg]
             for arm in arms:
                 ratios = [t / b for t, b in zip(times[arm], times["none"])]
                 print(f"{cfg:6} {arm:18} {statistics.median(times[arm]):9.3f} "
-                      f"{statistics.median(ratios):6.3f}")
+                      f"{statistics.median(ratios):6.3f} "
+                      f"{projected(arm, statistics.median(ratios), steps[cfg], full):8.3f}")
             worst = max(worst, statistics.median(
                 [t / b for t, b in zip(times["default"], times["none"])]))
             print(f"{cfg:6} steps={steps[cfg]} none median {base:.3f} s")
