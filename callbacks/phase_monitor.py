@@ -24,7 +24,8 @@ boundaries) not yet logged, and pushes the result to every ``WandbLogger`` in
 Overhead (measured, loaded 2-core box, ``scripts/bench_phase_monitor.py --check-cost``): one check
 = a flush + a read of 4 series + the detectors, 11 ms at the end of a 4000-step config-A run
 (less earlier); ``every=100`` -> 40 checks, < 0.5 s against ~10-100 s of training (<= ~4%);
-the final analysis at fit end ~0.5 s (+ figures / artifact when W&B is on).
+the final analysis at fit end ~0.5 s; with a W&B logger the report figures add 3-9 s
+(matplotlib; ``figures=False`` skips them) and the artifact a copy of the run dir.
 
 Example:
     >>> mon = PhaseMonitor(every=100, stop_after_generalization=200)
