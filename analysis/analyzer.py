@@ -245,6 +245,8 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
         if tx is not None:
             transitions[key] = tx.to_dict()
             events.extend([tx.onset, tx.midpoint, tx.completion])
+        elif float(np.ptp(v)) >= 0.1:
+            insufficient.append(f"no transition fitted to {key}: not a single reliable rise")
 
     ev_mem = next((e for e in events if e.name == "memorization"), None)
     ev_gen = next((e for e in events if e.name == "generalization"), None)

@@ -118,14 +118,15 @@ def _sigmoid(x, lo, hi, x0, w):
 
 def fit_transition(steps, values, *, signal: str, name: str = "transition",
                    direction: int = 1, min_rise: float = 0.1,
-                   max_points: int = 1500) -> Transition | None:
+                   max_points: int = 1500, max_se: float = 0.25) -> Transition | None:
     """Fit the LAST rise (``direction=1``) or fall (``-1``) of a trace with a log-step sigmoid.
 
     The fit window starts at the foot of the last rise: walking back from where the trace
     last sat 20% of its range below its final level to the first flat stretch (8 bins of
     0.02 decades varying by < max(4 noise, 5% range)), so an earlier rise (e.g. the symmetry plateau of val acc
     at the training fraction) does not bias the fit. Returns None when the trace has fewer
-    than 8 finite points or rises by less than ``min_rise``.
+    than 8 finite points, rises by less than ``min_rise``, or the fit is unreliable (standard
+    error of the midpoint > ``max_se`` decades, or rmse > 25% of the fitted rise).
     Intervals: +-1.96 standard errors (delta method on the fit covariance), never narrower
     than the sampling gap around the point.
     """
@@ -184,6 +185,9 @@ def fit_transition(steps, values, *, signal: str, name: str = "transition",
     resid = ys - _sigmoid(xs, *popt)
     rmse = float(np.sqrt(np.mean(resid ** 2)))
     cov = np.asarray(pcov, dtype=float)
+    se_mid = math.sqrt(cov[2, 2]) if np.isfinite(cov[2, 2]) and cov[2, 2] >= 0 else float("inf")
+    if se_mid > max_se or rmse > 0.25 * abs(fhi - flo):
+        return None                       # no reliable sigmoid (e.g. a rise then a fall)
     events = []
     for label, k, frac in (("onset", -LN9, 0.1), ("midpoint", 0.0, 0.5), ("completion", LN9, 0.9)):
         xe = x0 + k * w

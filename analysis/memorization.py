@@ -18,7 +18,8 @@ Capacity (memorized bits) is computed when the run is a random-target task: meta
 
 Computed: O1 (corrupted-subset onset: accuracy above its early baseline + delta for k
 consecutive evals; t50, t90), O2 (argmax of smoothed val acc), O3 (per-example
-tau_i = start of the final correct streak; quantiles and F(s)), O4 (clean - corrupted
+tau_i = start of the final correct streak; quantiles and F(s); also the first k-eval correct
+streak and how many memorizations were undone by the end), O4 (clean - corrupted
 accuracy gap: peak and fall), forgetting events (1 -> 0), cartography (confidence,
 variability, correctness; AUROC of low confidence vs corrupted), memorized bits.
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from .signals import running_median
 
-__all__ = ["ARRAY_NAMES", "memorized_at", "o1_onset", "forgetting_events", "cartography", "auroc",
+__all__ = ["ARRAY_NAMES", "memorized_at", "first_memorized", "o1_onset", "forgetting_events", "cartography", "auroc",
            "memorized_bits", "memorization_from_trace"]
 
 ARRAY_NAMES = {"correct": "examples/train/correct", "loss": "examples/train/loss",
@@ -71,6 +72,26 @@ def memorized_at(steps: np.ndarray, correct: np.ndarray) -> np.ndarray:
     ok = last_wrong < T - 1
     tau[ok] = steps[last_wrong[ok] + 1]
     return tau
+
+
+def first_memorized(steps: np.ndarray, correct: np.ndarray, k: int = 3) -> np.ndarray:
+    """Step where example i is first correct for ``k`` consecutive evaluations (inf if never).
+
+    Unlike :func:`memorized_at` it sees memorization that is later undone (weight decay
+    un-memorizing corrupted labels).
+
+    >>> first_memorized(np.array([0, 10, 20, 30]), np.array([[0], [1], [1], [0]]), k=2).tolist()
+    [10.0]
+    """
+    c = np.asarray(correct).astype(np.int32)
+    T = c.shape[0]
+    k = max(1, min(k, T))
+    cs = np.vstack([np.zeros((1, c.shape[1]), np.int32), np.cumsum(c, 0)])
+    runs = (cs[k:] - cs[:-k]) == k                        # [T-k+1, n]: window starting at row i
+    hit = runs.any(0)
+    out = np.full(c.shape[1], np.inf)
+    out[hit] = steps[np.argmax(runs, axis=0)[hit]]
+    return out
 
 
 def o1_onset(steps, acc, delta: float = 0.1, k: int = 3, n_base: int = 3) -> dict:
@@ -197,6 +218,10 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
         subsets.update({"clean": ~corrupted, "corrupted": corrupted})
     out["n_examples"] = n
     out["o3"] = {name: _quantiles(tau[m]) for name, m in subsets.items()}
+    first = first_memorized(steps, C, k)
+    out["o3"]["first_memorized"] = {name: {**_quantiles(first[m]),
+                                           "undone": int(np.sum(np.isfinite(first[m]) & ~np.isfinite(tau[m])))}
+                                    for name, m in subsets.items()}
     idx = _subsample(steps.size)
     out["o3"]["F"] = {"steps": steps[idx].tolist(),
                       **{name: [float(np.mean(tau[m] <= steps[i])) for i in idx] for name, m in subsets.items()}}

@@ -130,3 +130,14 @@ def test_a_measure_that_starts_late_is_skipped_not_used_to_cut_the_span():
     r = nanda_phases_from_trace(MemoryTrace(late))
     assert r["signals_skipped"] == ["circuit/excluded_loss"]
     assert abs(math.log10(r["boundaries"][0]["step"] / truth["b1"])) <= 0.05
+
+
+def test_first_memorized_sees_undone_memorization():
+    from phasewatch.analysis.memorization import first_memorized
+    steps = np.arange(8) * 10
+    c = np.array([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 1], [0, 1], [0, 1]])
+    assert first_memorized(steps, c, k=3).tolist() == [10.0, 30.0]
+    assert memorized_at(steps, c).tolist() == [math.inf, 30.0]
+    t = MemoryTrace(arrays={"examples/train/correct": (steps, c)})
+    fm = memorization_from_trace(t)["o3"]["first_memorized"]["all"]
+    assert fm["memorized"] == 2 and fm["undone"] == 1
