@@ -6,6 +6,7 @@ Internal module; the public names are re-exported from ``phasewatch.callbacks``.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
@@ -40,6 +41,21 @@ def inner_model(pl_module: nn.Module) -> nn.Module:
     """``pl_module.model`` when it is an ``nn.Module`` (phasewatch's PhaseModule), else the module."""
     m = getattr(pl_module, "model", None)
     return m if isinstance(m, nn.Module) else pl_module
+
+
+def compile_include(include: str | None) -> "re.Pattern[str] | None":
+    """The compiled module-name filter, or ValueError naming the bad regex."""
+    if include is None:
+        return None
+    try:
+        return re.compile(include)
+    except re.error as err:
+        raise ValueError(f"include is not a valid regex: {include!r} ({err})") from None
+
+
+def module_of(param_name: str) -> str:
+    """``"blocks.0.attn.W_Q"`` -> ``"blocks.0.attn"`` (a top-level parameter is its own module)."""
+    return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
 @contextlib.contextmanager

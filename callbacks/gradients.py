@@ -19,12 +19,11 @@ Example:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
-from ._base import PeriodicCallback, inner_model, log_scalars
+from ._base import PeriodicCallback, compile_include, inner_model, log_scalars, module_of
 
 __all__ = ["GradientMonitor"]
 
@@ -47,11 +46,7 @@ class GradientMonitor(PeriodicCallback):
     def __init__(self, cadence: Any = "log:20,max:100", include: str | None = None,
                  update: bool = True, cosine: bool = True):
         super().__init__(cadence)
-        if include is not None:
-            try:
-                re.compile(include)
-            except re.error as err:
-                raise ValueError(f"include is not a valid regex: {include!r} ({err})") from None
+        self._pat = compile_include(include)
         self.include = include
         self.update = bool(update)
         self.cosine = bool(cosine)
@@ -80,12 +75,11 @@ class GradientMonitor(PeriodicCallback):
         if due_now:
             grads = [p.grad.detach().float() for _, p in named]
             out = {"grads/norm": float(_global_norm(grads))}
-            if self.include is not None:
-                pat = re.compile(self.include)
+            if self._pat is not None:
                 groups: dict[str, list[torch.Tensor]] = {}
                 for (n, _), g in zip(named, grads):
-                    module = n.rsplit(".", 1)[0] if "." in n else n
-                    if pat.search(module):
+                    module = module_of(n)
+                    if self._pat.search(module):
                         groups.setdefault(module, []).append(g)
                 for module, gs in groups.items():
                     out[f"grads/norm/{module}"] = float(_global_norm(gs))

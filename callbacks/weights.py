@@ -18,12 +18,11 @@ Example:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
-from ._base import PeriodicCallback, inner_model, log_scalars
+from ._base import PeriodicCallback, compile_include, inner_model, log_scalars, module_of
 
 __all__ = ["WeightNormMonitor"]
 
@@ -42,11 +41,7 @@ class WeightNormMonitor(PeriodicCallback):
     def __init__(self, cadence: Any = "log:20,max:100", include: str | None = None,
                  spectral: bool = False, dist_init: bool = True):
         super().__init__(cadence)
-        if include is not None:
-            try:
-                re.compile(include)
-            except re.error as err:
-                raise ValueError(f"include is not a valid regex: {include!r} ({err})") from None
+        compile_include(include)
         self.include = include
         self.spectral = bool(spectral)
         self.dist_init = bool(dist_init)
@@ -61,10 +56,10 @@ class WeightNormMonitor(PeriodicCallback):
         if not named:
             raise ValueError(f"WeightNormMonitor: {type(model).__name__} has no trainable parameters")
         self._names = [n for n, _ in named]
-        pat = re.compile(self.include) if self.include is not None else None
+        pat = compile_include(self.include)
         self._groups = {}
         for i, name in enumerate(self._names):
-            module = name.rsplit(".", 1)[0] if "." in name else name
+            module = module_of(name)
             if pat is not None and pat.search(module):
                 self._groups.setdefault(module, []).append(i)
         self._matrices = [i for i, (n, p) in enumerate(named)
