@@ -55,6 +55,9 @@ class GradientMonitor(PeriodicCallback):
         self._pending: dict[str, float] | None = None
         self._before: list[torch.Tensor] | None = None
 
+    def _make_state_key(self) -> str:
+        return self._generate_state_key(cadence=repr(self.cadence), include=self.include)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._pending, self._before, self._prev_grad = None, None, None
 

@@ -50,6 +50,9 @@ class WeightNormMonitor(PeriodicCallback):
         self._groups: dict[str, list[int]] = {}
         self._matrices: list[int] = []
 
+    def _make_state_key(self) -> str:
+        return self._generate_state_key(cadence=repr(self.cadence), include=self.include, spectral=self.spectral)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         model = inner_model(pl_module)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
