@@ -131,9 +131,12 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_watch(args) -> int:
-    from .watch import watch
-    return watch(args.dir, once=args.once, interval=args.interval, config=_config(args),
-                 stale_s=args.stale)
+    try:
+        from .watch import watch
+        return watch(args.dir, once=args.once, interval=args.interval, config=_config(args),
+                     stale_s=args.stale)
+    except KeyboardInterrupt:  # Ctrl-C before the loop started: still a clean exit
+        return 0
 
 
 def _cmd_import(args) -> int:
