@@ -68,3 +68,16 @@ def test_report_of_a_tiny_diverged_run_without_accuracies(tmp_path):
     assert main(["report", str(run)]) == 0
     page = (run / "analysis" / "report.html").read_text()
     assert "insufficient data for memorization" in page and "diverged" in page
+
+
+def test_sweep_report_draws_a_phase_diagram(tmp_path):
+    from conftest import write_run
+    runs = []
+    for wd, frac, kind in ((0.0, 0.3, "memorization"), (1.0, 0.3, "memorization"),
+                           (0.0, 0.5, "memorization"), (1.0, 0.5, "grokking")):
+        run = write_run(tmp_path / f"wd{wd}_f{frac}", make_run(kind, 0).trace)
+        (run / "config.yaml").write_text(f"model:\n  weight_decay: {wd}\ndata:\n  frac: {frac}\n")
+        runs.append(str(run))
+    assert main(["report", *runs, "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "figures" / "phase_diagram.png").stat().st_size > 5000
+    assert "phase diagram" in (tmp_path / "out" / "report.html").read_text()
