@@ -43,10 +43,10 @@ from .weights import WeightNormMonitor
 __all__ = ["default_callbacks", "tracking_enabled", "DEFAULT_CADENCES"]
 
 DEFAULT_CADENCES: dict[str, str] = {
-    "weights": "log:20,max:100",
-    "gradients": "log:20,max:100",
-    "examples": "log:20,max:100",
-    "circuits": "log:10,max:200",
+    "weights": "log:20,min:5,max:200",  # 60 evaluations in 3,500 steps
+    "gradients": "log:20,min:5,max:200",
+    "examples": "log:10,min:10,max:200",  # 36
+    "circuits": "log:10,min:20,max:400",  # 25
     "snapshots": "log:5",
     "phases": "100",
 }
@@ -90,7 +90,7 @@ def default_callbacks(modular: bool = True, transformer: bool = True, *,
     if modular:
         probes.append(FourierProbe())
     if transformer:
-        probes += [AttentionProbe(), AblationProbe()]
+        probes += [AttentionProbe(max_examples=1024), AblationProbe(max_examples=1024)]
     if probes:
         cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"]))
     if snapshots:
