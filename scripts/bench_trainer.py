@@ -7,6 +7,8 @@ loop with the same model, AdamW, warmup schedule, loss and evaluation cadence. T
 interleaved, ``--reps`` times each; the median ratio is printed (goal >= 0.9).
 (b) the 1-layer transformer's output-position-only computation against all positions at
 d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
+(c) start-up: wall time of ``phasewatch fit --config configs/modadd_mlp.yaml`` stopped after
+one training step (an upper bound on command-to-first-step), W&B offline and disabled.
 
     python scripts/bench_trainer.py [--reps 3] [--threads 0]
 """
@@ -14,9 +16,13 @@ d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -84,6 +90,17 @@ def bare_seconds(data_kw: dict, module_kw: dict, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def startup_seconds(wandb_mode: str) -> float:
+    config = Path(__file__).resolve().parents[1] / "configs" / "modadd_mlp.yaml"
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "phasewatch.analysis.cli", "fit", "--config", str(config),
+                        "--trainer.max_steps", "1", "--trainer.default_root_dir", root,
+                        "--run.wandb", wandb_mode, "--trainer.enable_progress_bar", "false"],
+                       check=True, capture_output=True, env={**os.environ, "WANDB_SILENT": "true"})
+        return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -104,6 +121,9 @@ def main() -> None:
               f"median {statistics.median(ratios):.2f}")
     print("(b) 1-layer transformer, output position only vs all positions (d_model 128, p=113)")
     bench_transformer.main(["--reps", "5", "--steps", "3"] + (["--threads", str(args.threads)] if args.threads else []))
+    print("(c) start-up: `phasewatch fit` of config A stopped after 1 step, wall seconds (median of 3)")
+    for mode in ("disabled", "offline"):
+        print(f"  W&B {mode:>8}: {statistics.median(startup_seconds(mode) for _ in range(3)):.1f} s")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from phasewatch.callbacks.defaults import default_callbacks
+from phasewatch.callbacks.phase_monitor import PhaseMonitor
 from phasewatch.callbacks.trace_logger import TraceLogger
 
 from .data import TaskDataModule
@@ -43,6 +44,8 @@ class RunOptions:
             measure their overhead).
         checkpoint_every: save ``checkpoints/last.ckpt`` every this many steps.
         resume: an existing run directory to continue from its last checkpoint.
+        stop_after_generalization: stop this many steps after validation accuracy has
+            reached 0.99 and stayed there (``PhaseMonitor``); ``None`` trains to ``max_steps``.
     """
 
     name: str = "run"
@@ -51,6 +54,7 @@ class RunOptions:
     tracking: bool = True
     checkpoint_every: int = 500
     resume: Optional[str] = None
+    stop_after_generalization: Optional[int] = None
 
 
 class PhaseCLI(LightningCLI):
@@ -93,6 +97,8 @@ class PhaseCLI(LightningCLI):
                                      every_n_train_steps=run.checkpoint_every, save_last=True)]
         if run.tracking:
             callbacks += default_callbacks()
+        if run.stop_after_generalization is not None:  # the default PhaseMonitor stands down for it
+            callbacks.append(PhaseMonitor(stop_after_generalization=run.stop_after_generalization))
         return super().instantiate_trainer(logger=loggers, callbacks=callbacks + list(trainer_cfg.callbacks or []), **kwargs)
 
 
