@@ -236,8 +236,9 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
             insufficient.append(f"insufficient data for {evname}: {s.size} finite points in {key!r}")
             continue
         cleaned[label] = (s, v)
+        sm = running_median(v, 5) if v.size >= 5 else v
         for t in sorted({thr, *config.extra_thresholds}):
-            e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis)
+            e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis, smoothed=sm)
             thresholds.setdefault(f"{t:g}", {})[evname] = None if e is None else e.to_dict()
             if t == thr and e is not None:
                 events.append(e)

@@ -83,7 +83,9 @@ def still_rising(steps, values, delta: float = 0.02, tail_decades: float = 0.1) 
         n = steps.size
         tail = np.arange(n) >= n - max(2, n // 10)
         before = (np.arange(n) >= n - 3 * max(2, n // 10)) & ~tail
-    sm = running_median(values, 5)
+    first = max(0, int(np.flatnonzero(before | tail)[0]) - 5)   # smooth only the end
+    sm = running_median(values[first:], 5)
+    tail, before = tail[first:], before[first:]
     return float(np.median(sm[tail]) - np.median(sm[before])) > delta
 
 

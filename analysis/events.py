@@ -65,14 +65,18 @@ class Transition:
 
 
 def threshold_event(steps, values, threshold: float, *, name: str, signal: str,
-                    hysteresis: float = 0.02, smooth: int = 5) -> Event | None:
+                    hysteresis: float = 0.02, smooth: int = 5,
+                    smoothed: np.ndarray | None = None) -> Event | None:
     """First step at which ``values`` reaches ``threshold`` and stays (see ``reach_and_stay``).
 
     The interval is ``[previous sample, crossing sample]``: the true crossing lies between.
     None when the trace ends below the threshold or is empty.
     """
     s, v, _ = clean(steps, values)
-    sm = running_median(v, smooth) if v.size >= smooth else v
+    if smoothed is not None and len(smoothed) == v.size:   # reuse (same cleaned trace)
+        sm = smoothed
+    else:
+        sm = running_median(v, smooth) if v.size >= smooth else v
     hit = reach_and_stay(s, v, threshold, hysteresis=hysteresis, smooth=smooth, smoothed=sm)
     if hit is None:
         return None
