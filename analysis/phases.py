@@ -3,9 +3,9 @@
 Signals (any subset; at least one needed): ``circuit/excluded_loss``,
 ``circuit/restricted_loss``, ``weights/sum_sq`` (log10 of each), ``circuit/gini``, and
 ``val/loss`` (log10; the cleanup is where it collapses). They are resampled onto a
-uniform step grid (Nanda's phases are on a linear epoch axis), scaled, and segmented into
-pieces that are each linear in step (exact least squares, prefix sums, searched exactly
-with ``ruptures.Dynp``). Segments are named ``memorization``, ``circuit_formation``,
+uniform step grid (linear or log, see ``axis``), scaled, and segmented into pieces that
+are each linear on that grid (exact least squares, prefix sums, searched exactly with
+``ruptures.Dynp``). Segments are named ``memorization``, ``circuit_formation``,
 ``cleanup`` and, when the data support a fourth piece (BIC), ``post_cleanup``.
 Boundary intervals: the positions whose profile cost stays within the 95% chi-square
 (1 dof) band of the best, with the noise variance estimated from the residuals.
@@ -152,13 +152,18 @@ def _settled(s: np.ndarray, v: np.ndarray, frac: float = 0.05) -> float:
     return float(bs[off[-1]]) if off.size else float(bs[0])
 
 
-def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True) -> dict:
+def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True,
+                            axis: str = "auto") -> dict:
     """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged.
 
     ``generalized=False`` (val accuracy never reached the threshold): the cleanup, which ends
     with the test-loss collapse, cannot have happened, so only the end of memorization is
     searched (two segments, the second "circuit_formation" still going) and the result is
     marked ``tentative``.
+    ``axis``: resample on a ``linear`` or ``log`` step grid; ``auto`` (default) segments on
+    both and keeps the one whose straight pieces fit better (lower residual variance of the
+    scaled measures): Nanda's phases are linear in epochs on long runs, our short CPU runs'
+    phases are closer to equal in log-step.
     """
     names = set(trace.names())
     used = [n for n in PHASE_SIGNALS if n in names]
@@ -193,13 +198,27 @@ def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True) 
     # at 1.5 x the step where the last measure settles (within 5% of its range of its end value)
     settle = max(_settled(s, v) for s, v in cols)
     end = float(min(last, max(1.5 * settle, start + 0.05 * (last - start))))
-    grid = np.linspace(start, end, n_grid)
-    mat = []
-    for s, v in cols:
-        g = np.interp(grid, s, v)
-        sd = np.std(g)
-        mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
-    out = nanda_phases(grid, np.stack(mat, axis=1), n_bkps=(2, 3) if generalized else (1,))
+    axes = ("linear", "log") if axis == "auto" else (axis,)
+    if axis not in ("auto", "linear", "log"):
+        raise ValueError(f"axis must be 'auto', 'linear' or 'log', got {axis!r}")
+    best = None
+    for ax in axes:
+        if ax == "log":
+            grid = np.geomspace(max(start, 1), end, n_grid)
+        else:
+            grid = np.linspace(start, end, n_grid)
+        mat = []
+        for s, v in cols:
+            g = np.interp(grid, s, v)
+            sd = np.std(g)
+            mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
+        res = nanda_phases(grid, np.stack(mat, axis=1), n_bkps=(2, 3) if generalized else (1,))
+        if "insufficient" in res:
+            continue
+        res["axis"] = ax
+        if best is None or res["noise_var"] < best["noise_var"]:
+            best = res
+    out = best or {"insufficient": f"insufficient data for Nanda phases: {n_grid} grid points"}
     if "insufficient" not in out:
         out["tentative"] = not generalized
         out["signals_skipped"] = skipped

@@ -47,3 +47,18 @@ def test_config_a_frac_09_comprehends(real):
     assert res.event("memorization").step == 180          # SCIENCE.md: memorize ~180
     assert res.event("generalization").step == 580        # SCIENCE.md: generalize ~540
     assert res.config["gap_ratio"] < 5.0
+
+
+def test_small_transformer_symmetry_plateau_and_nanda_phases(real):
+    """configs/modadd_transformer_small.yaml (seed 0), stopped at step 2820; progress measures
+    from the default callbacks. Shared embeddings: val acc sits at ~0.46 (the training
+    fraction) from memorization until the real rise (SCIENCE.md pitfall)."""
+    res = real("transformer_small_seed0.csv")
+    assert res.run_class == "grokking" and res.event("memorization").step == 100
+    assert res.event("generalization").step == 880
+    assert 500 < res.event("generalization_onset").step < 700    # the final rise, not the plateau
+    b = {e.name: e.step for e in res.events if e.signal == "phases"}
+    assert 60 <= b["memorization_end"] <= 130                     # ends with memorization
+    assert b["circuit_formation_end"] < res.event("generalization_onset").step
+    assert b["cleanup_end"] > res.event("generalization").step    # cleanup outlasts the val rise
+    assert res.phases["axis"] == "log" and len(res.phases["signals"]) == 5
