@@ -46,7 +46,7 @@ DEFAULT_CADENCES: dict[str, str] = {
     "weights": "log:20,min:5,max:200",  # 60 evaluations in 3,500 steps
     "gradients": "log:20,min:5,max:200",
     "examples": "log:10,min:10,max:200",  # 36
-    "circuits": "log:10,min:20,max:400",  # 25
+    "circuits": "log:8,min:20,max:500",  # 24
     "snapshots": "log:5",
     "phases": "100",
 }

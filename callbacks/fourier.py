@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -50,8 +51,10 @@ from .circuit import ProbeContext, ProbeResult
 __all__ = ["FourierProbe", "fourier_basis", "gini", "key_frequencies", "progress_losses"]
 
 
+@functools.lru_cache(maxsize=16)
 def fourier_basis(p: int, dtype=torch.float64) -> Tensor:
-    """[p, p] orthonormal rows: constant, then cos_k, sin_k for k = 1..(p-1)/2."""
+    """[p, p] orthonormal rows: constant, then cos_k, sin_k for k = 1..(p-1)/2 (cached; do not
+    modify the returned tensor)."""
     x = torch.arange(p, dtype=dtype)
     rows = [torch.ones(p, dtype=dtype)]
     for k in range(1, (p - 1) // 2 + 1):
@@ -98,16 +101,19 @@ def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85):
     return freq, best, torch.where(alive, ipr, torch.full_like(ipr, float("nan"))), alive
 
 
-def _apb_directions(p: int, freqs) -> Tensor:
-    """[2|K|, p*p] unit vectors cos(w_k(a+b)), sin(w_k(a+b)) over the grid (row a*p+b)."""
+@functools.lru_cache(maxsize=256)
+def _apb_pair(p: int, k: int) -> Tensor:
+    """[2, p*p] unit vectors cos(w_k(a+b)), sin(w_k(a+b)) over the grid (row a*p+b), cached."""
     a = torch.arange(p, dtype=torch.float64)
-    s = (a[:, None] + a[None, :]).flatten()
-    vecs = []
-    for k in freqs:
-        w = 2 * math.pi * int(k) / p
-        for v in (torch.cos(w * s), torch.sin(w * s)):
-            vecs.append(v / v.norm())
-    return torch.stack(vecs) if vecs else torch.zeros(0, p * p, dtype=torch.float64)
+    s = (a[:, None] + a[None, :]).flatten() * (2 * math.pi * k / p)
+    v = torch.stack([torch.cos(s), torch.sin(s)])
+    return v / v.norm(dim=1, keepdim=True)
+
+
+def _apb_directions(p: int, freqs) -> Tensor:
+    """[2|K|, p*p] unit vectors cos(w_k(a+b)), sin(w_k(a+b)) for k in ``freqs``."""
+    vecs = [_apb_pair(p, int(k)) for k in freqs]
+    return torch.cat(vecs) if vecs else torch.zeros(0, p * p, dtype=torch.float64)
 
 
 def progress_losses(logits: Tensor, labels: Tensor, p: int, freqs, restricted_idx: Tensor,
