@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from phasewatch.callbacks.trace_logger import log_scalars
+from phasewatch.callbacks.trace_logger import find_trace_logger, log_scalars
 
 from .grokfast import GradFilter
 from .models import build_model
@@ -141,6 +141,20 @@ class PhaseModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # Weight decay drives weights towards zero; denormal floats there slow CPUs many-fold.
         torch.set_flush_denormal(True)
+        trace = find_trace_logger(self.trainer) if self._trainer is not None else None
+        store = trace.store if trace is not None else None
+        if store is not None:  # what the analyzer needs to score memorized bits / the model
+            for key, value in self.run_meta().items():
+                store.set_meta(key, value)
+
+    def run_meta(self) -> dict:
+        """Facts about the task and model for the trace store's meta table."""
+        task = self.task
+        return {"task/name": task.name, "task/modulus": task.modulus, "task/n_classes": task.n_classes,
+                "task/out_len": task.out_len or 1, "task/n_train": len(task.train_x),
+                "task/random_targets": task.random_targets,
+                "model/name": self.hparams.model,
+                "model/n_params": sum(p.numel() for p in self.model.parameters())}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.grad_filter is not None:

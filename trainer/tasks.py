@@ -47,6 +47,7 @@ class TaskData:
     train_corrupted: Optional[Tensor] = None  # [N_train] bool
     train_index: Optional[Tensor] = None  # [N_train] position in the full grid / list
     val_index: Optional[Tensor] = None  # [N_val]
+    random_targets: bool = False  # labels carry no rule (random labels, key -> value): capacity
 
     @property
     def seq_len(self) -> int:
@@ -264,4 +265,5 @@ def build_task(name: str, *, p: int = 97, frac: float = 0.5, seed: int = 0,
     return TaskData(name=key, train_x=x[tr], train_y=train_y, val_x=x[va], val_y=y[va],
                     vocab_size=vocab, n_classes=n_classes, modulus=modulus,
                     train_true_y=true_y, train_corrupted=tag,
-                    train_index=index[tr], val_index=index[va])
+                    train_index=index[tr], val_index=index[va],
+                    random_targets=bool(random_labels or key == "keyvalue"))

@@ -1,4 +1,4 @@
-"""``--run.resume RUN_DIR`` continues a run in its own directory, with no duplicated or missing steps."""
+"""The run directory: `--run.resume` continues it with no duplicated or missing steps; its meta describes the run."""
 
 from __future__ import annotations
 
@@ -27,3 +27,12 @@ def test_resume_continues_the_same_run_directory(tmp_path: Path) -> None:
         assert steps.tolist() == list(range(20, 201, 20)) == ref_steps.tolist()
         np.testing.assert_allclose(values, ref_values, rtol=1e-4, atol=1e-6)
     assert len([p for p in (tmp_path / "a").iterdir() if not p.is_symlink()]) == 1
+
+
+def test_run_meta_tells_the_analyzer_about_task_and_model(tmp_path: Path) -> None:
+    main(["--config", str(Path(CONFIG).with_name("keyvalue_capacity.yaml")), "--run.wandb", "disabled",
+          "--run.tracking", "false", "--trainer.enable_progress_bar", "false",
+          "--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "20"])
+    meta = load_run((tmp_path / "latest").resolve()).meta
+    assert meta["task/random_targets"] is True and meta["task/n_classes"] == 16
+    assert meta["task/out_len"] == 4 and meta["model/n_params"] == 12480
