@@ -92,7 +92,7 @@ def _cmd_analyze(args) -> int:
     from .analyzer import analyze_run, write_analysis
     cfg = _config(args)
     if args.wandb:
-        from phasewatch.trainer.wandb_summary import WandbUnavailable, pull_wandb_run  # no torch
+        from .wandb_pull import WandbUnavailable, pull_wandb_run
         try:
             args.runs = [*args.runs, pull_wandb_run(args.wandb, args.out)]
         except WandbUnavailable as e:

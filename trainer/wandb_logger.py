@@ -14,26 +14,15 @@ Example:
 from __future__ import annotations
 
 import functools
-import netrc
 import os
 import warnings
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import WandbLogger
 
+from phasewatch.analysis.wandb_pull import credentials_available
+
 MODES = ("auto", "online", "offline", "disabled")
-
-
-def wandb_credentials_available() -> bool:
-    """True when an API key is in the environment or in ~/.netrc for the W&B host."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
 
 
 def resolve_mode(mode: str) -> str:
@@ -45,7 +34,7 @@ def resolve_mode(mode: str) -> str:
     env_mode = os.environ.get("WANDB_MODE")
     if env_mode in ("online", "offline", "disabled"):
         return env_mode
-    return "online" if wandb_credentials_available() else "offline"
+    return "online" if credentials_available() else "offline"
 
 
 def _guarded(method):
