@@ -43,6 +43,15 @@ def inner_model(pl_module: nn.Module) -> nn.Module:
     return m if isinstance(m, nn.Module) else pl_module
 
 
+def find_task(trainer, pl_module) -> Any:
+    """``pl_module.task`` or ``trainer.datamodule.task`` (phasewatch TaskData), else None."""
+    task = getattr(pl_module, "task", None)
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if task is None and dm is not None:
+        task = getattr(dm, "task", None)
+    return task
+
+
 def compile_include(include: str | None) -> "re.Pattern[str] | None":
     """The compiled module-name filter, or ValueError naming the bad regex."""
     if include is None:

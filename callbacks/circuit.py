@@ -39,7 +39,7 @@ import numpy as np
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from ._base import (PeriodicCallback, eval_mode, inner_model, log_array, log_scalars,
+from ._base import (PeriodicCallback, eval_mode, find_task, inner_model, log_array, log_scalars,
                     no_leaked_hooks, set_meta)
 
 __all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext"]
@@ -72,15 +72,6 @@ class Probe(Protocol):
     name: str
 
     def __call__(self, model: nn.Module, context: ProbeContext) -> ProbeResult: ...
-
-
-def find_task(trainer, pl_module) -> Any:
-    """``pl_module.task`` or ``trainer.datamodule.task`` (phasewatch TaskData), else None."""
-    task = getattr(pl_module, "task", None)
-    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
-    if task is None and dm is not None:
-        task = getattr(dm, "task", None)
-    return task
 
 
 class CircuitCheckpoint(PeriodicCallback):

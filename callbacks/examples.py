@@ -44,7 +44,7 @@ from torch import Tensor
 
 from pytorch_lightning.utilities import rank_zero_warn
 
-from ._base import PeriodicCallback, eval_mode, log_array, log_scalars
+from ._base import PeriodicCallback, eval_mode, find_task, log_array, log_scalars
 
 __all__ = ["ExampleTracker"]
 
@@ -112,9 +112,7 @@ class ExampleTracker(PeriodicCallback):
 
     # ---- resolution --------------------------------------------------------------------------
     def _resolve(self, trainer, pl_module) -> None:
-        task = getattr(pl_module, "task", None)
-        if task is None and getattr(trainer, "datamodule", None) is not None:
-            task = getattr(trainer.datamodule, "task", None)
+        task = find_task(trainer, pl_module)
         data: dict[str, dict[str, Tensor | None]] = {}
         for split in ("train", "val") if self.val else ("train",):
             xy = self._given[split]
