@@ -25,6 +25,9 @@ __all__ = ["write_report", "run_figures"]
 
 PHASE_COLORS = {"memorization": "#fde0c5", "circuit_formation": "#c6dbef", "cleanup": "#c7e9c0",
                 "post_cleanup": "#eeeeee"}
+PROGRESS_LOSSES = ("circuit/excluded_loss", "circuit/restricted_loss", "train/loss", "val/loss")
+SPARSITY = ("circuit/gini", "circuit/gini_embed", "circuit/gini_unembed", "circuit/ipr_mean",
+            "circuit/frac_explained")
 MARKED = {"memorization": "tab:orange", "generalization": "tab:green", "ungrokking": "tab:red",
           "corrupted_memorization_t50": "tab:purple", "early_stopping": "tab:gray", "diverged": "black"}
 
@@ -95,20 +98,24 @@ def run_figures(trace, res, fig_dir, tag="run") -> list[tuple[str, str]]:
     ax.set_title(f"{tag}: {res.run_class}{' (censored)' if res.censored else ''}")
     out.append(("curves", _save(fig, os.path.join(fig_dir, f"{tag}_curves.png"))))
 
-    prog = [n for n in sorted(names) if n.startswith(("weights/", "circuit/"))]
-    if prog:
+    losses = [n for n in PROGRESS_LOSSES if n in names]
+    sparsity = [n for n in SPARSITY if n in names]
+    measured = [n for n in (*losses, *sparsity, "weights/sum_sq") if n.startswith(("circuit/", "weights/"))]
+    if set(measured) & names:  # train/val losses alone are already in the curves figure
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for n in prog:
-            xy = _xy(trace, n)
-            if xy is None:
-                continue
-            target = axes[1] if n.startswith("circuit/gini") or "ipr" in n else axes[0]
-            y = xy[1]
-            if target is axes[0] and (y > 0).all():
-                target.plot(*xy, lw=1, label=n)
-                target.set_yscale("log")
-            else:
-                target.plot(*xy, lw=1, label=n)
+        for n in losses:
+            if (xy := _xy(trace, n)) is not None and (xy[1] > 0).any():
+                axes[0].plot(xy[0][xy[1] > 0], xy[1][xy[1] > 0], lw=1, label=n)
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("loss (log)")
+        if "weights/sum_sq" in names and (xy := _xy(trace, "weights/sum_sq")) is not None:
+            norm_ax = axes[0].twinx()
+            norm_ax.plot(*xy, color="black", lw=1, ls="--", label="weights/sum_sq")
+            norm_ax.set_ylabel("sum of squared weights")
+            norm_ax.legend(loc="upper left", fontsize=7)
+        for n in sparsity:
+            if (xy := _xy(trace, n)) is not None:
+                axes[1].plot(*xy, lw=1, label=n)
         for a in axes:
             a.set_xscale("log")
             a.set_xlabel("step (log)")
@@ -117,8 +124,8 @@ def run_figures(trace, res, fig_dir, tag="run") -> list[tuple[str, str]]:
             uniq = {k: v for k, v in zip(lab, h) if "/" in k}
             if uniq:
                 a.legend(uniq.values(), uniq.keys(), fontsize=7)
-        axes[0].set_title("weight norm / progress measures")
-        axes[1].set_title("sparsity measures")
+        axes[0].set_title("progress measures (Nanda et al.) and weight norm")
+        axes[1].set_title("Fourier sparsity")
         out.append(("progress", _save(fig, os.path.join(fig_dir, f"{tag}_progress.png"))))
 
     mem = res.memorization or {}

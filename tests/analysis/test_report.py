@@ -17,7 +17,7 @@ PROBE = ('<script>window.addEventListener("load",()=>{const im=[...document.imag
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from conftest import write_run
+    from run_writer import write_run
     root = tmp_path_factory.mktemp("rep")
     runs = [write_run(root / "grok", make_run("slingshot", 0).trace),
             write_run(root / "nanda", nanda_trace(0)[0]),
@@ -39,7 +39,7 @@ def test_report_writes_pngs_and_self_contained_html(report):
 
 
 def test_single_run_report_defaults_to_run_analysis_dir(tmp_path):
-    from conftest import write_run
+    from run_writer import write_run
     run = write_run(tmp_path / "r", make_run("comprehension", 1).trace)
     assert main(["report", str(run)]) == 0
     assert (run / "analysis" / "report.html").exists() and (run / "analysis" / "analysis.json").exists()
@@ -61,7 +61,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 def test_report_of_a_tiny_diverged_run_without_accuracies(tmp_path):
     import numpy as np
-    from conftest import write_run
+    from run_writer import write_run
     from phasewatch.analysis.memtrace import MemoryTrace
     s = np.arange(3)
     run = write_run(tmp_path / "tiny", MemoryTrace({"train/loss": (s, np.array([1.0, np.nan, 0.5]))}))
@@ -71,7 +71,7 @@ def test_report_of_a_tiny_diverged_run_without_accuracies(tmp_path):
 
 
 def test_sweep_report_draws_a_phase_diagram(tmp_path):
-    from conftest import write_run
+    from run_writer import write_run
     runs = []
     for wd, frac, kind in ((0.0, 0.3, "memorization"), (1.0, 0.3, "memorization"),
                            (0.0, 0.5, "memorization"), (1.0, 0.5, "grokking")):
