@@ -1,7 +1,8 @@
-"""Real traces of the built-in config A (SCIENCE.md) and its wd 0 and frac 0.9 variants (long CSV).
+"""Real traces of the built-in config A (SCIENCE.md) and its wd 0, wd 30 and frac 0.9 variants (long CSV).
 
 Produced with `PHASEWATCH_TRACKING=0 phasewatch fit --config configs/modadd_mlp.yaml
-[--model.weight_decay 0 | --data.frac 0.9]` (seed 0, up to 4000 steps, evaluation every 20 steps) on the 2-core CPU,
+[--model.weight_decay 0 | --model.weight_decay 30 | --data.frac 0.9]` (seed 0, up to 4000 steps
+(wd 30: `--trainer.max_steps 2000 --run.tracking false --run.wandb disabled`), evaluation every 20 steps) on the 2-core CPU,
 then `step,name,value` rows of train/val accuracy and loss. They exercise the analyzer on
 real (not synthetic) curves without training anything.
 """
@@ -47,6 +48,15 @@ def test_config_a_frac_09_comprehends(real):
     assert res.event("memorization").step == 180          # SCIENCE.md: memorize ~180
     assert res.event("generalization").step == 580        # SCIENCE.md: generalize ~540
     assert res.config["gap_ratio"] < 5.0
+
+
+def test_config_a_weight_decay_30_is_confusion(real):
+    """Weight decay 30 keeps the weights too small to fit anything: train and val accuracy stay
+    at chance (1/59 ~ 0.017, max 0.047 / 0.022) and the loss at ~ln 59 for all 2000 steps."""
+    res = real("configA_wd30_seed0.csv")
+    assert res.run_class == "confusion" and not res.censored and res.flags == ()
+    assert res.event("memorization") is None and res.event("generalization") is None
+    assert all(not e.name.startswith(("memorization", "generalization")) for e in res.events)
 
 
 def test_small_transformer_symmetry_plateau_and_nanda_phases(real):
