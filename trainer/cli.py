@@ -99,14 +99,14 @@ class PhaseCLI(LightningCLI):
             callbacks += default_callbacks()
         if run.stop_after_generalization is not None:  # the default PhaseMonitor stands down for it
             callbacks.append(PhaseMonitor(stop_after_generalization=run.stop_after_generalization))
-        return super().instantiate_trainer(logger=loggers, callbacks=callbacks + list(trainer_cfg.callbacks or []), **kwargs)
+        callbacks += list(trainer_cfg.callbacks or [])  # the config's own callbacks come last
+        return super().instantiate_trainer(logger=loggers, callbacks=callbacks, **kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``."""
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
-                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                   run=True, subclass_mode_model=False)
+                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
     print(f"run directory: {cli.trainer.log_dir}\nanalyze it: phasewatch analyze {cli.trainer.log_dir}")
     return 0
