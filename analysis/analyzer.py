@@ -212,7 +212,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     names = list(trace.names())
     config = _resolve(config, names)
     tr, va = _get(trace, config.train_acc), _get(trace, config.val_acc)
-    budgets = [int(trace.series(n)[0][-1]) for n in names if len(trace.series(n)[0])]
+    budgets = [int(steps[-1]) for steps in (trace.series(n)[0] for n in names) if len(steps)]
     budget = max(budgets) if budgets else None
 
     # divergence: any non-finite in the core series
@@ -231,7 +231,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
         if got is None:
             insufficient.append(f"insufficient data for {evname}: no series {key!r}")
             continue
-        s, v, _ = clean(*got)
+        s, v = got  # already cleaned by _Cleaned
         if s.size < 3:
             insufficient.append(f"insufficient data for {evname}: {s.size} finite points in {key!r}")
             continue

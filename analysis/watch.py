@@ -72,17 +72,20 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
     cc = config.classify
     names = list(trace.names())
     config = _resolve(config, names)
-    events, cleaned, budget = [], {}, None
+    events, cleaned, budget, nonfinite = [], {}, None, []
     for key in (config.train_loss, config.val_loss, config.train_acc, config.val_acc):
         if key not in names:
             continue
-        s, v, bad = clean(*trace.series(key))
+        raw_steps, raw_values = trace.series(key)
+        s, v, bad = clean(raw_steps, raw_values)
         cleaned[key] = (s, v)
-        raw = trace.series(key)[0]
-        if len(raw):
-            budget = max(budget or 0, int(np.max(raw)))
-        if bad is not None and not any(e.name == "diverged" for e in events):
-            events.append(Event("diverged", bad, bad, bad, key, {"first_nonfinite_step": bad}))
+        if len(raw_steps):
+            budget = max(budget or 0, int(np.max(raw_steps)))
+        if bad is not None:
+            nonfinite.append((bad, key))
+    if nonfinite:  # the earliest non-finite step of any core series, as analyze_trace does
+        bad, key = min(nonfinite)
+        events.append(Event("diverged", bad, bad, bad, key, {"first_nonfinite_step": bad}))
     hits = {}
     for key, evname in ((config.train_acc, "memorization"), (config.val_acc, "generalization")):
         s, v = cleaned.get(key, (np.array([]), np.array([])))

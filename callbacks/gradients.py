@@ -77,7 +77,8 @@ class GradientMonitor(PeriodicCallback):
             return
         if due_now:
             grads = [p.grad.detach().float() for _, p in named]
-            out = {"grads/norm": float(_global_norm(grads))}
+            norm = float(_global_norm(grads))
+            out = {"grads/norm": norm}
             if self._pat is not None:
                 groups: dict[str, list[torch.Tensor]] = {}
                 for (n, _), g in zip(named, grads):
@@ -90,7 +91,7 @@ class GradientMonitor(PeriodicCallback):
                     and len(self._prev_grad) == len(grads):
                 dot = sum(float((a.flatten() @ b.flatten()).double())
                           for a, b in zip(grads, self._prev_grad))
-                den = float(_global_norm(grads)) * float(_global_norm(self._prev_grad))
+                den = norm * float(_global_norm(self._prev_grad))
                 out["grads/cos_prev"] = dot / den if den > 0 else float("nan")
             self._pending = out
             if self.update:

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ import pytorch_lightning as pl
 
 from phasewatch.analysis.analyzer import AnalysisConfig, analyze_run, analyze_trace, write_analysis
 from phasewatch.analysis.memtrace import MemoryTrace
+from phasewatch.analysis.store import TraceStoreError
 from phasewatch.analysis.watch import LIVE_SERIES, live_events
 
 from .trace_logger import find_trace_logger
@@ -134,8 +136,10 @@ class PhaseMonitor(pl.Callback):
                     if e["payload"].get("source") == "PhaseMonitor" and e["step"] <= trainer.global_step:
                         key = e["name"] if e["name"] != "slingshot" else f"slingshot@{e['step']}"
                         self.logged.setdefault(key, e["step"])
-        except Exception:  # noqa: BLE001 - nothing stored yet
-            pass
+        except TraceStoreError as error:  # no store yet is normal; anything else is worth a word
+            if (Path(lg.log_dir) / "trace.sqlite").exists():
+                warnings.warn(f"PhaseMonitor could not read the events already stored in "
+                              f"{lg.log_dir} ({error}); events may be logged twice.", RuntimeWarning)
 
     def _trace(self, trainer: "pl.Trainer"):
         lg = find_trace_logger(trainer)

@@ -32,6 +32,12 @@ from .tasks import TaskData
 LOSSES = ("cross_entropy", "mse")
 
 
+def exact_match(predictions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1.0 where every output position of an example is right, else 0.0."""
+    hit = predictions == y
+    return (hit.all(-1) if hit.dim() > 1 else hit).float()
+
+
 class PhaseModule(pl.LightningModule):
     """Full-batch (or minibatch) training with AdamW and linear warmup.
 
@@ -99,31 +105,30 @@ class PhaseModule(pl.LightningModule):
             self.grad_filter.apply(self.model.named_parameters())
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example loss and correctness (all output positions right) on a whole set."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-example loss, correctness (all output positions right) and predictions on a whole set."""
         chunk = self.hparams.eval_batch_size or max(len(x), 1)
-        losses, correct = [], []
+        losses, predictions = [], []
         for start in range(0, len(x), chunk):
             xb, yb = x[start:start + chunk].to(self.device), y[start:start + chunk].to(self.device)
             logits = self.model(xb)
             losses.append(self.loss_fn(logits, yb, reduction="none").float())
-            hit = logits.argmax(-1) == yb
-            correct.append(hit.all(-1) if hit.dim() > 1 else hit)
-        return torch.cat(losses), torch.cat(correct).float()
+            predictions.append(logits.argmax(-1))
+        predictions = torch.cat(predictions)
+        return torch.cat(losses), exact_match(predictions, y.to(self.device)), predictions
 
     def validation_step(self, batch: object, batch_idx: int) -> None:
         task = self.task
-        loss, correct = self.evaluate(task.train_x, task.train_y)
+        loss, correct, predictions = self.evaluate(task.train_x, task.train_y)
         metrics = {"train/loss": loss.mean(), "train/acc": correct.mean()}
         if task.train_corrupted is not None:
             corrupted = task.train_corrupted.to(self.device)
             metrics["train/acc_clean"] = correct[~corrupted].mean()
             metrics["train/acc_corrupted"] = correct[corrupted].mean()
-            _, correct_true = self.evaluate(task.train_x[task.train_corrupted],
-                                            task.train_true_y[task.train_corrupted])
-            metrics["train/acc_corrupted_true"] = correct_true.mean()
+            true_y = task.train_true_y.to(self.device)
+            metrics["train/acc_corrupted_true"] = exact_match(predictions[corrupted], true_y[corrupted]).mean()
         if len(task.val_x):
-            val_loss, val_correct = self.evaluate(task.val_x, task.val_y)
+            val_loss, val_correct, _ = self.evaluate(task.val_x, task.val_y)
             metrics.update({"val/loss": val_loss.mean(), "val/acc": val_correct.mean()})
         # Not ``self.log``: it would reach the loggers at ``global_step - 1`` (Lightning's
         # in-epoch validation convention; phasewatch's one step axis is ``trainer.global_step``),

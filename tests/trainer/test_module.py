@@ -51,7 +51,7 @@ def test_multi_token_outputs_average_positions_and_score_exact_match() -> None:
     logits = module.model(task.train_x)
     per_position = F.cross_entropy(logits.flatten(0, 1), task.train_y.flatten(), reduction="none")
     assert torch.allclose(module.loss_fn(logits, task.train_y), per_position.mean(), atol=1e-6)
-    _, correct = module.evaluate(task.train_x, task.train_y)
+    _, correct, _ = module.evaluate(task.train_x, task.train_y)
     expected = (logits.argmax(-1) == task.train_y).all(-1).float()
     assert torch.equal(correct, expected)
 
