@@ -37,6 +37,11 @@ def run_dir(trainer: "pl.Trainer") -> str | None:
 
 
 # ---- model helpers --------------------------------------------------------------------------
+def dense_requested(trainer: "pl.Trainer") -> bool:
+    """True while a PhaseMonitor reports a transition under way (sample more densely)."""
+    return bool(getattr(trainer, "phasewatch_dense", False))
+
+
 def inner_model(pl_module: nn.Module) -> nn.Module:
     """``pl_module.model`` when it is an ``nn.Module`` (phasewatch's PhaseModule), else the module."""
     m = getattr(pl_module, "model", None)

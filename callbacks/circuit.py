@@ -39,8 +39,8 @@ import numpy as np
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from ._base import (PeriodicCallback, eval_mode, find_task, inner_model, log_array, log_scalars,
-                    no_leaked_hooks, set_meta)
+from ._base import (PeriodicCallback, dense_requested, eval_mode, find_task, inner_model, log_array,
+                    log_scalars, no_leaked_hooks, set_meta)
 
 __all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext"]
 
@@ -81,10 +81,16 @@ class CircuitCheckpoint(PeriodicCallback):
         probes: probe objects (``Probe`` protocol); names must be unique.
         cadence: ``"log:20,max:100"`` (default), ``"every:100"``, ...
         on_error: ``"warn"`` (default: remove its hooks, warn once, continue) or ``"raise"``.
+        dense_every: while a ``PhaseMonitor`` reports a transition under way
+            (``dense_requested``), also probe every this many steps; ``None``: cadence only.
     """
 
-    def __init__(self, probes: list[Any], cadence: Any = "log:20,max:100", on_error: str = "warn"):
+    def __init__(self, probes: list[Any], cadence: Any = "log:20,max:100", on_error: str = "warn",
+                 dense_every: int | None = None):
         super().__init__(cadence)
+        if dense_every is not None and dense_every < 1:
+            raise ValueError(f"dense_every must be >= 1 or None, got {dense_every}")
+        self.dense_every = dense_every
         probes = list(probes)
         if not probes:
             raise ValueError("CircuitCheckpoint needs at least one probe, got []")
@@ -117,7 +123,12 @@ class CircuitCheckpoint(PeriodicCallback):
             self.run_probes(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._take(trainer.global_step):
+        step = trainer.global_step
+        dense = (self.dense_every is not None and step > self._last_step
+                 and step % self.dense_every == 0 and dense_requested(trainer))
+        if dense:
+            self._last_step = step
+        if dense or self._take(step):
             self.run_probes(trainer, pl_module)
 
     def run_probes(self, trainer, pl_module) -> dict[str, ProbeResult]:

@@ -103,7 +103,8 @@ def default_callbacks(modular: bool = True, transformer: bool = True, *,
     if transformer:
         probes += [AttentionProbe(max_examples=1024), AblationProbe(max_examples=1024)]
     if probes:
-        cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"]))
+        # probe every 100 steps as well while PhaseMonitor sees a transition under way
+        cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"], dense_every=100))
     if snapshots:
         cbs.append(WeightSnapshot(cad["snapshots"]))
     cbs.append(PhaseMonitor(every=int(cad["phases"]), default=True))

@@ -14,7 +14,8 @@ Options:
 - Adaptive cadence: while a transition is under way (val accuracy left its plateau by
   ``dense_rise`` but generalization is not confirmed, and for ``dense_after`` steps after it)
   the monitor sets ``trainer.phasewatch_dense = True``. Other callbacks may read it with
-  ``dense_requested(trainer)`` to sample circuits more densely; nothing else is coupled.
+  ``dense_requested(trainer)``; ``CircuitCheckpoint(dense_every=N)`` then also probes every N
+  steps. Nothing else is coupled.
 
 At the end of fit it runs the full offline analysis (``analyze_run`` on the store, written to
 ``<run dir>/analysis/analysis.json``), logs the final-only events (transition fits, phase
@@ -46,15 +47,11 @@ from phasewatch.analysis.memtrace import MemoryTrace
 from phasewatch.analysis.store import TraceStoreError
 from phasewatch.analysis.watch import LIVE_SERIES, live_events
 
+from ._base import dense_requested
 from .trace_logger import find_trace_logger
 from .wandb_push import push_to_wandb
 
 __all__ = ["PhaseMonitor", "dense_requested"]
-
-
-def dense_requested(trainer: "pl.Trainer") -> bool:
-    """True while a PhaseMonitor reports a transition under way (sample more densely)."""
-    return bool(getattr(trainer, "phasewatch_dense", False))
 
 
 class PhaseMonitor(pl.Callback):

@@ -208,3 +208,21 @@ def test_bad_arguments():
         CircuitCheckpoint([ConstProbe()], on_error="ignore")
     with pytest.raises(ValueError, match="12"):
         FourierProbe(p=12)
+
+
+class DenseWindow(pl.Callback):
+    """Stands in for a PhaseMonitor that reports a transition under way before steps 10-19."""
+
+    def on_train_batch_start(self, trainer, *args):
+        trainer.phasewatch_dense = 10 <= trainer.global_step < 20
+
+
+def test_dense_flag_adds_probe_steps_during_a_transition(tmp_path):
+    from cb_helpers import UserModule
+    (tx, ty), _ = modular_data()
+    cc = CircuitCheckpoint([ConstProbe()], cadence="every:100", dense_every=3)
+    trainer = make_trainer(tmp_path, [DenseWindow(), cc], max_steps=30)
+    trainer.fit(UserModule(), full_batch_loader(tx, ty))
+    assert read_run(trainer).series("user/const")[0].tolist() == [0, 12, 15, 18]
+    with pytest.raises(ValueError, match="dense_every"):
+        CircuitCheckpoint([ConstProbe()], dense_every=0)
