@@ -15,14 +15,7 @@ from torch import nn
 
 from .cadence import Cadence
 # logging: scalars through every Lightning logger, arrays to the trace store (rank 0 writes)
-from .trace_logger import find_trace_logger, log_array, log_scalars  # noqa: F401
-
-
-def set_meta(trainer: "pl.Trainer", key: str, value: Any) -> None:
-    """Record run metadata in the trace store (rank 0; no-op without a TraceLogger)."""
-    lg = find_trace_logger(trainer) if trainer.is_global_zero else None
-    if lg is not None and lg.store is not None:
-        lg.store.set_meta(key, value)
+from .trace_logger import find_trace_logger, log_array, log_scalars, set_meta  # noqa: F401
 
 
 def run_dir(trainer: "pl.Trainer") -> str | None:

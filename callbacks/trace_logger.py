@@ -42,7 +42,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from phasewatch.analysis.store import TraceWriter
 
-__all__ = ["TraceLogger", "find_trace_logger", "log_scalars", "log_array"]
+__all__ = ["TraceLogger", "find_trace_logger", "log_scalars", "log_array", "set_meta"]
 
 
 def _default_version() -> str:
@@ -232,3 +232,10 @@ def log_array(trainer: "pl.Trainer", name: str, array: Any) -> None:
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     store.log_array(name, int(trainer.global_step), np.asarray(array))
+
+
+def set_meta(trainer: "pl.Trainer", key: str, value: Any) -> None:
+    """Record run metadata in the trace store (rank 0; no-op without a TraceLogger)."""
+    lg = find_trace_logger(trainer) if trainer.is_global_zero else None
+    if lg is not None and lg.store is not None:
+        lg.store.set_meta(key, value)

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from phasewatch.callbacks.trace_logger import find_trace_logger, log_scalars
+from phasewatch.callbacks.trace_logger import log_scalars, set_meta
 
 from .grokfast import GradFilter
 from .models import build_model
@@ -148,11 +148,9 @@ class PhaseModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # Weight decay drives weights towards zero; denormal floats there slow CPUs many-fold.
         torch.set_flush_denormal(True)
-        trace = find_trace_logger(self.trainer) if self._trainer is not None else None
-        store = trace.store if trace is not None else None
-        if store is not None:  # what the analyzer needs to score memorized bits / the model
+        if self._trainer is not None:  # what the analyzer needs to score memorized bits / the model
             for key, value in self.run_meta().items():
-                store.set_meta(key, value)
+                set_meta(self.trainer, key, value)
 
     def run_meta(self) -> dict:
         """Facts about the task and model for the trace store's meta table."""
