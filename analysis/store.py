@@ -3,7 +3,7 @@
 Layout of a run directory::
 
     RUN/trace.sqlite   meta, names, scalars, events, arrays (index)   SQLite, WAL mode
-    RUN/arrays/<quoted name>/<step>.npz                               one payload per (name, step)
+    RUN/arrays/<quoted name>.bin     every payload of one array name, appended (``arraylog``)
 
 SQLite (stdlib, ``journal_mode=WAL``, ``synchronous=NORMAL``) gives crash-safe appends and one
 writer with any number of concurrent readers. Appends are held in memory and written in one
@@ -25,7 +25,8 @@ at step K (train metrics of batch K+1) or K+1 (callbacks logging at ``global_ste
 ``on_train_batch_end``). So rows at steps <= K written by the dead process after the checkpoint
 are the only copy and must survive; everything it wrote after step K+1 is superseded; rows at
 K / K+1 are re-logged by the new session and replaced by the UNIQUE(name, step) keys. For an
-exact cut use ``truncate_after(step)`` explicitly.
+exact cut use ``truncate_after(step)`` explicitly. Either cut also trims each array log to the
+end of its last indexed payload (bytes a killed process appended but never indexed).
 
 Example:
     >>> import tempfile, numpy as np
@@ -43,20 +44,19 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import quote
 
 import numpy as np
+
+from .arraylog import ARRAYS_DIR, ArrayLogs
 
 __all__ = ["SCHEMA_VERSION", "TRACE_FILE", "ARRAYS_DIR", "TraceStoreError", "TraceWriter",
            "RunTrace", "load_run"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: array payloads in append-only logs (1: one .npz file per payload)
 TRACE_FILE = "trace.sqlite"
-ARRAYS_DIR = "arrays"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,8 +69,9 @@ CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY, step INTEGER NOT NULL, name TEXT NOT NULL,
     signal TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE(name, step, signal));
 CREATE TABLE IF NOT EXISTS arrays(
-    name TEXT NOT NULL, step INTEGER NOT NULL, relpath TEXT NOT NULL,
-    shape TEXT NOT NULL, dtype TEXT NOT NULL, PRIMARY KEY(name, step)) WITHOUT ROWID;
+    name TEXT NOT NULL, step INTEGER NOT NULL, relpath TEXT NOT NULL, offset INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL, shape TEXT NOT NULL, dtype TEXT NOT NULL,
+    PRIMARY KEY(name, step)) WITHOUT ROWID;
 """
 # scalars: one row per (series, flush): little-endian int64 steps + float64 values (NaN/inf
 # bit-exact), clustered by (name_id, seq). Not one row per point: sqlite3 builds a tuple per row,
@@ -82,11 +83,6 @@ REQUIRED_TABLES = ("meta", "names", "scalars", "events", "arrays")
 
 class TraceStoreError(ValueError):
     """A run directory / trace store that cannot be read or written; the message names the file."""
-
-
-def array_relpath(name: str, step: int) -> str:
-    """Path of the payload of array ``name`` at ``step``, relative to the run directory."""
-    return f"{ARRAYS_DIR}/{quote(name, safe='')}/{int(step)}.npz"
 
 
 def _as_float(value: Any, name: str) -> float:
@@ -149,12 +145,12 @@ class TraceWriter:
         self._scalars: dict[int, tuple[list[int], list[float]]] = {}
         self._n_scalars = 0
         self._events: list[tuple[int, str, str, str]] = []
-        self._arrays: list[tuple[str, int, str, str, str]] = []
+        self._arrays: list[tuple[str, int, str, int, int, str, str]] = []
         self._meta: dict[str, str] = {}
         self._name_ids: dict[str, int] = {}
         self._last_flush = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / ARRAYS_DIR).mkdir(exist_ok=True)
+        self._logs = ArrayLogs(self.run_dir)
         self._conn: sqlite3.Connection | None = self._open()
 
     # ------------------------------------------------------------------ connection
@@ -242,26 +238,16 @@ class TraceWriter:
         self.maybe_flush()
 
     def log_array(self, name: str, step: int, array: Any) -> None:
-        """Write ``array`` to ``arrays/<name>/<step>.npz`` atomically now; its index row is buffered."""
+        """Append ``array`` to the log of ``name`` now (``arraylog``); its index row is buffered."""
         step = self._begin_step(step)
         if not isinstance(name, str) or not name:
             raise ValueError(f"array name must be a non-empty str, got {name!r}")
         arr = np.asarray(array)
         if arr.dtype == object:
             raise ValueError(f"array {name!r} has dtype object; pass a numeric numpy array")
-        rel = array_relpath(name, step)
-        dest = self.run_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, array=arr)
-            os.replace(tmp, dest)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        self._arrays.append((name, step, rel, json.dumps(list(arr.shape)), arr.dtype.str))
+        rel, offset, nbytes = self._logs.append(name, arr)
+        self._arrays.append((name, step, rel, offset, nbytes, json.dumps(list(arr.shape)),
+                             arr.dtype.str))
         self.maybe_flush()
 
     def set_meta(self, key: str, value: Any) -> None:
@@ -298,6 +284,7 @@ class TraceWriter:
         self._last_flush = time.monotonic()
         if not self.pending_rows:
             return
+        self._logs.sync()  # payload bytes reach the OS before the rows that point at them
         db.execute("BEGIN IMMEDIATE")
         try:
             self._seq += 1
@@ -307,8 +294,8 @@ class TraceWriter:
                            [(nid, seq, *pack_chunk(st, va)) for nid, (st, va) in self._scalars.items()])
             db.executemany("INSERT OR REPLACE INTO events(step, name, signal, payload) "
                            "VALUES (?, ?, ?, ?)", self._events)
-            db.executemany("INSERT OR REPLACE INTO arrays(name, step, relpath, shape, dtype) "
-                           "VALUES (?, ?, ?, ?, ?)", self._arrays)
+            db.executemany("INSERT OR REPLACE INTO arrays(name, step, relpath, offset, nbytes, "
+                           "shape, dtype) VALUES (?, ?, ?, ?, ?, ?, ?)", self._arrays)
             db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                            list(self._meta.items()))
             db.execute("COMMIT")
@@ -319,7 +306,8 @@ class TraceWriter:
         self._n_scalars = 0
 
     def truncate_after(self, step: int) -> int:
-        """Flush, then delete every row (and array file) with step > ``step``; returns rows removed."""
+        """Flush, then delete every row with step > ``step`` (and trim the array logs); returns
+        rows removed."""
         if isinstance(step, bool) or int(step) != step:
             raise ValueError(f"step must be an integer, got {step!r}")
         self.flush()
@@ -329,7 +317,6 @@ class TraceWriter:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            files = [r[0] for r in db.execute("SELECT relpath FROM arrays WHERE step > ?", (step,))]
             n = db.execute("SELECT COALESCE(SUM(n), 0) FROM scalars WHERE step_min > ?",
                            (step,)).fetchone()[0]
             db.execute("DELETE FROM scalars WHERE step_min > ?", (step,))
@@ -347,12 +334,9 @@ class TraceWriter:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for rel in files:
-            (self.run_dir / rel).unlink(missing_ok=True)
-        # payloads written by a killed process whose index row never got flushed
-        for path in (self.run_dir / ARRAYS_DIR).glob("*/*.npz"):
-            if path.stem.isdigit() and int(path.stem) > step:
-                path.unlink(missing_ok=True)
+        # also drops bytes a killed process appended but never indexed
+        self._logs.truncate_to_index(dict(db.execute(
+            "SELECT relpath, MAX(offset + nbytes) FROM arrays GROUP BY relpath")))
         return n
 
     def compact(self, min_chunks: int = 64, small: int = 256, target: int = 4096) -> int:
@@ -388,6 +372,7 @@ class TraceWriter:
         try:
             self.compact()
         finally:
+            self._logs.close()
             self._conn.close()
             self._conn = None
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .arraylog import read_payloads
 from .store import REQUIRED_TABLES, SCHEMA_VERSION, TRACE_FILE, TraceStoreError, unpack_chunks
 
 __all__ = ["RunTrace", "load_run"]
@@ -99,6 +100,8 @@ class RunTrace:
             self._conn.close()
             hint = ("written by a newer phasewatch: upgrade phasewatch"
                     if isinstance(version, int) and version > SCHEMA_VERSION
+                    else "written by an older phasewatch (an .npz file per array payload): "
+                    "read it with that version or re-run" if version == 1
                     else "unknown schema: not readable by this phasewatch")
             raise TraceStoreError(f"{self.db_path}: schema_version {version!r} (this phasewatch "
                                   f"reads {SCHEMA_VERSION}); {hint}")
@@ -158,34 +161,36 @@ class RunTrace:
             raise self._unknown("array", name, self.array_names())
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def _load(self, relpath: str) -> np.ndarray:
+    def _load(self, relpath: str, rows: list[tuple[int, int, str, str]]) -> list[np.ndarray]:
         f = self.path / relpath
         try:
-            with np.load(f) as z:
-                return z["array"]
-        except (OSError, KeyError, ValueError) as e:
+            return read_payloads(f, rows)
+        except (OSError, ValueError) as e:
             raise TraceStoreError(f"{f}: cannot read array payload ({e}); re-run or remove its row") from e
 
     def array(self, name: str, step: int) -> np.ndarray:
         """The array ``name`` logged at ``step``."""
-        row = self._q("SELECT relpath FROM arrays WHERE name=? AND step=?", (name, int(step)))
+        row = self._q("SELECT relpath, offset, nbytes, shape, dtype FROM arrays "
+                      "WHERE name=? AND step=?", (name, int(step)))
         if not row:
             steps = self.array_steps(name)  # raises for an unknown name
             raise TraceStoreError(f"{self.db_path}: array {name!r} has no step {step}; "
                                   f"steps {steps[:10].tolist()}{'...' if len(steps) > 10 else ''}")
-        return self._load(row[0][0])
+        return self._load(row[0][0], [row[0][1:]])[0]
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps int64, stacked [n_steps, ...])``; all payloads of ``name`` must share a shape."""
-        rows = self._q("SELECT step, relpath, shape FROM arrays WHERE name=? ORDER BY step", (name,))
+        rows = self._q("SELECT step, relpath, offset, nbytes, shape, dtype FROM arrays "
+                       "WHERE name=? ORDER BY step", (name,))
         if not rows:
             raise self._unknown("array", name, self.array_names())
-        shapes = {r[2] for r in rows}
+        shapes = {r[4] for r in rows}
         if len(shapes) > 1:
             raise TraceStoreError(f"{self.db_path}: array {name!r} has several shapes {sorted(shapes)}; "
                                   "read them one by one with array(name, step)")
         steps = np.array([r[0] for r in rows], dtype=np.int64)
-        return steps, np.stack([self._load(r[1]) for r in rows])
+        payloads = self._load(rows[0][1], [r[2:] for r in rows])  # one log per name
+        return steps, np.stack(payloads)
 
     def events(self) -> list[dict[str, Any]]:
         """Logged events as ``{"name", "step", "signal", "payload"}`` dicts sorted by step."""

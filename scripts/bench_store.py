@@ -1,14 +1,22 @@
-"""Benchmark the trace store: write N series x M points, then time ``series()`` reads.
+"""Benchmark the trace store: scalar series, and per-example arrays at the issue's scale.
+
+Scalars: write N series x M points, then time ``series()`` reads.
+Arrays: ``--examples`` (p^2 = 12,769) float16 values x ``--evals`` (1,000) evaluations, written
+with ``log_array`` and read back with ``arrays()``, side by side with the layout the store used
+before (one ``.npz`` file per payload, written atomically: temp file + rename); prints the
+ratios.
 
 Usage: .venv/bin/python scripts/bench_store.py [--series 10] [--points 1000000] [--repeats 5]
-Prints write throughput (rows/s) and the median read time of one series.
+       [--examples 12769] [--evals 1000]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--flush-every-rows", type=int, default=10_000)
+    ap.add_argument("--examples", type=int, default=12_769)
+    ap.add_argument("--evals", type=int, default=1_000)
     args = ap.parse_args(argv)
+    _bench_arrays(args.examples, args.evals)
     names = [f"bench/s{i}" for i in range(args.series)]
     rng = np.random.default_rng(0)
     values = rng.standard_normal(args.points)
@@ -54,6 +65,51 @@ def _time_reads(label, run_dir, names, values, repeats) -> None:
     print(f"read, {label}: series() of {len(values)} points: median "
           f"{statistics.median(times) * 1e3:.0f} ms (min {min(times) * 1e3:.0f}, "
           f"max {max(times) * 1e3:.0f}, {repeats} repeats)")
+
+def _write_npz(run_dir: Path, name: str, step: int, arr: np.ndarray) -> None:
+    """The previous layout: ``arrays/<name>/<step>.npz``, temp file + atomic rename."""
+    d = run_dir / "npz" / name
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=d)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, array=arr)
+    os.replace(tmp, d / f"{step}.npz")
+
+
+def _read_npz(run_dir: Path, name: str, steps) -> np.ndarray:
+    out = []
+    for step in steps:
+        with np.load(run_dir / "npz" / name / f"{step}.npz") as z:
+            out.append(z["array"])
+    return np.stack(out)
+
+
+def _bench_arrays(n_examples: int, n_evals: int) -> None:
+    arr = np.random.default_rng(0).random(n_examples).astype(np.float16)
+    steps = range(0, 10 * n_evals, 10)
+    with tempfile.TemporaryDirectory() as run_dir:
+        t0 = time.perf_counter()
+        with TraceWriter(run_dir, flush_every_s=60) as w:
+            for step in steps:
+                w.log_array("examples/train/loss", step, arr)
+        t_log = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for step in steps:
+            _write_npz(Path(run_dir), "loss", step, arr)
+        t_npz = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with load_run(run_dir) as run:
+            _, stacked = run.arrays("examples/train/loss")
+        r_log = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        old = _read_npz(Path(run_dir), "loss", steps)
+        r_npz = time.perf_counter() - t0
+        assert stacked.shape == old.shape == (n_evals, n_examples) and np.array_equal(stacked, old)
+    print(f"arrays, {n_evals} evaluations x {n_examples} float16: write "
+          f"{t_log / n_evals * 1e6:.0f} us per log_array (an .npz per payload: "
+          f"{t_npz / n_evals * 1e6:.0f} us, ratio {t_npz / t_log:.1f}x); read all "
+          f"{r_log * 1e3:.0f} ms ({r_npz * 1e3:.0f} ms, ratio {r_npz / r_log:.1f}x)")
+
 
 if __name__ == "__main__":
     main()

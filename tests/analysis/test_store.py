@@ -42,9 +42,10 @@ def test_round_trip_scalars_arrays_events_meta(tmp_path):
     assert run.events() == [{"name": "generalization", "step": 3, "signal": "val/acc",
                              "payload": {"low": 2, "high": 4}}]
     meta = run.meta
-    assert meta["schema_version"] == 1 and meta["hparams"] == {"lr": 0.1} and meta["sessions"] == 1
-    assert (tmp_path / "arrays" / "neurons%2Ffreq" / "3.npz").is_file()
-    assert not list(tmp_path.glob("arrays/*/.tmp-*"))
+    assert meta["schema_version"] == 2 and meta["hparams"] == {"lr": 0.1} and meta["sessions"] == 1
+    # one append-only log per name: two float32 [2, 3] payloads back to back
+    assert [p.name for p in tmp_path.glob("arrays/*")] == ["neurons%2Ffreq.bin"]
+    assert (tmp_path / "arrays" / "neurons%2Ffreq.bin").stat().st_size == 2 * 6 * 4
 
 
 def test_relogged_step_replaces_not_duplicates(tmp_path):
@@ -80,7 +81,8 @@ def test_truncate_after_removes_rows_and_array_files(tmp_path):
     assert run.series("a")[1][-1] == 100.0
     assert run.series("b")[0].tolist() == [0, 1, 2, 3, 4]
     assert run.arrays("arr")[0].tolist() == [0, 1, 2, 3, 4]
-    assert sorted(int(p.stem) for p in tmp_path.glob("arrays/arr/*.npz")) == [0, 1, 2, 3, 4]
+    # the log is cut after the payload of step 4 (5 payloads of 3 int64)
+    assert (tmp_path / "arrays" / "arr.bin").stat().st_size == 5 * 3 * 8
     assert [e["step"] for e in run.events()] == [0, 1, 2, 3, 4]
     assert run.events()[0]["signal"] is None
 
@@ -91,7 +93,8 @@ def test_new_session_supersedes_rows_after_its_first_step(tmp_path):
             w.log_scalars({"train/loss": float(step)}, step=step)
         w.log_scalars({"cb/val": 1.0}, step=5)  # logged after the step-5 checkpoint
         w.log_array("arr", 8, np.zeros(1))
-    (tmp_path / "arrays" / "arr" / "9.npz").write_bytes(b"orphan payload, index never flushed")
+    with open(tmp_path / "arrays" / "arr.bin", "ab") as f:
+        f.write(b"orphan payload, index never flushed")
     with TraceWriter(tmp_path, supersede=True) as w:  # resumed at checkpoint 5: first step 5
         for step in range(5, 8):
             w.log_scalars({"train/loss": 10.0 * step}, step=step)
@@ -100,7 +103,7 @@ def test_new_session_supersedes_rows_after_its_first_step(tmp_path):
     assert steps.tolist() == list(range(8))
     assert values.tolist() == [0, 1, 2, 3, 4, 50, 60, 70]
     assert run.series("cb/val")[0].tolist() == [5]  # rows AT the first step are kept
-    assert run.array_names() == [] and not list(tmp_path.glob("arrays/arr/*.npz"))
+    assert run.array_names() == [] and not list(tmp_path.glob("arrays/*"))
     assert run.meta["sessions"] == 2
     assert run.meta["superseded_by_session_2"] == {"first_step": 5, "removed_rows": 5}
 
@@ -169,7 +172,7 @@ def test_missing_table_and_schema_versions(tmp_path):
         load_run(db.parent)
     assert str(db) in str(e.value)
     db = _store_with_rows(tmp_path / "v")
-    for version, msg in [(2, "newer phasewatch"), ("x", "unknown schema")]:
+    for version, msg in [(3, "newer phasewatch"), (1, "older phasewatch"), ("x", "unknown schema")]:
         with sqlite3.connect(db) as c:
             c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (json.dumps(version),))
         with pytest.raises(TraceStoreError, match=msg) as e:
@@ -177,6 +180,39 @@ def test_missing_table_and_schema_versions(tmp_path):
         assert str(db) in str(e.value)
     with pytest.raises(TraceStoreError, match="schema_version"):
         TraceWriter(db.parent)
+
+
+def test_array_logs_round_trip_every_dtype_and_shape(tmp_path):
+    payloads = {"u8": np.arange(5, dtype=np.uint8), "f16": np.linspace(0, 1, 7).astype(np.float16),
+                "big": np.arange(4, dtype=">f4"), "flags": np.array([True, False]),
+                "scalar": np.array(3.5), "empty": np.zeros((0, 3)),
+                "strided": np.arange(12, dtype=np.int64).reshape(3, 4)[:, ::2]}
+    with TraceWriter(tmp_path) as w:
+        for step in (2, 1):  # out of order: arrays() sorts by step
+            for name, arr in payloads.items():
+                w.log_array(name, step, (arr * step).astype(arr.dtype))
+    run = load_run(tmp_path)
+    for name, arr in payloads.items():
+        steps, stacked = run.arrays(name)
+        assert steps.tolist() == [1, 2], name  # np.stack may return native byte order
+        assert stacked.dtype.newbyteorder("=") == arr.dtype.newbyteorder("="), name
+        np.testing.assert_array_equal(stacked[1], (arr * 2).astype(arr.dtype))
+        one = run.array(name, 1)
+        assert one.shape == arr.shape and one.dtype == arr.dtype and one.flags.writeable, name
+
+
+def test_truncated_array_log_names_the_file(tmp_path):
+    with TraceWriter(tmp_path) as w:
+        for step in range(3):
+            w.log_array("x", step, np.full(10, step, dtype=np.float64))
+    log = tmp_path / "arrays" / "x.bin"
+    with open(log, "r+b") as f:
+        f.truncate(2 * 80 + 8)  # the step-2 payload loses 72 of its 80 bytes
+    run = load_run(tmp_path)
+    assert run.array("x", 1).tolist() == [1.0] * 10  # intact payloads still read
+    with pytest.raises(TraceStoreError, match=r"8 of 80 bytes") as e:
+        run.arrays("x")
+    assert str(log) in str(e.value)
 
 
 def test_unknown_series_lists_close_names(tmp_path):
@@ -191,10 +227,13 @@ def test_unknown_series_lists_close_names(tmp_path):
 
 _WRITER = """
 import sys, time
+import numpy as np
 from phasewatch.analysis import TraceWriter
 w = TraceWriter(sys.argv[1], flush_every_rows=50, flush_every_s=0.05)
 for step in range(int(sys.argv[2])):
     w.log_scalars({"a": float(step), "b": 2.0 * step}, step=step)
+    if step % 10 == 0:
+        w.log_array("v", step, np.full(1000, step, dtype=np.int32))
     if step % 100 == 0:
         time.sleep(0.002)
 w.close()
@@ -216,6 +255,10 @@ def test_concurrent_reader_while_writer_process_writes(tmp_path):
                     assert steps.tolist() == list(range(len(steps)))
                     np.testing.assert_array_equal(values, steps.astype(float))
                     seen.append(len(steps))
+                if "v" in run.array_names():  # every indexed array payload is complete
+                    s, v = run.arrays("v")
+                    assert s.tolist() == list(range(0, 10 * len(s), 10))
+                    np.testing.assert_array_equal(v, np.repeat(s[:, None], 1000, 1))
             time.sleep(0.01)
     finally:
         assert proc.wait(timeout=60) == 0
