@@ -65,6 +65,11 @@ def module_of(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0] if "." in param_name else param_name
 
 
+def global_norm(tensors: list[torch.Tensor]) -> float:
+    """L2 norm of all ``tensors`` together (one fused kernel, summed in float64)."""
+    return float(torch.stack(torch._foreach_norm(tensors)).double().square().sum().sqrt())
+
+
 @contextlib.contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """Put ``module`` (and every submodule) in eval mode and ``no_grad``; restore modes after."""
@@ -118,8 +123,45 @@ def forward_hooks(pairs: list[tuple[nn.Module, Any]]) -> Iterator[None]:
             h.remove()
 
 
-# ---- base class ---------------------------------------------------------------------------
-class PeriodicCallback(pl.Callback):
+# ---- base classes -------------------------------------------------------------------------
+# Hooks Lightning calls on every callback at every step (or validation batch). Its dispatcher
+# skips a hook that is not callable, so a LeanCallback subclass that does not override one
+# gets ``None`` there: about 4 us per hook and step saved (measured: 6 hooks x 5 callbacks is
+# ~3% of config A's 4 ms step).
+_PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward",
+                   "on_before_optimizer_step", "on_before_zero_grad", "on_train_batch_end",
+                   "on_validation_batch_start", "on_validation_batch_end")
+
+
+class LeanCallback(pl.Callback):
+    """A ``pl.Callback`` whose per-step hooks it does not override are ``None`` (skipped).
+
+    Example:
+        >>> class Every(LeanCallback):
+        ...     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx): ...
+        >>> Every.on_before_backward is None, callable(Every.on_train_batch_end)
+        (True, True)
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _PER_STEP_HOOKS:
+            if getattr(cls, name) is getattr(pl.Callback, name):
+                setattr(cls, name, None)
+
+    @property
+    def state_key(self) -> str:
+        # Lightning formats this into a profiler name on every hook call: compute it once
+        key = self.__dict__.get("_state_key_cache")
+        if key is None:
+            key = self._state_key_cache = self._make_state_key()
+        return key
+
+    def _make_state_key(self) -> str:
+        return type(self).__qualname__
+
+
+class PeriodicCallback(LeanCallback):
     """A callback that does its work at the steps its cadence marks as due.
 
     Subclasses call ``self._take(step)`` to check-and-claim a step (each step runs once,
@@ -132,14 +174,6 @@ class PeriodicCallback(pl.Callback):
         except ValueError as err:
             raise ValueError(f"{type(self).__name__}: bad cadence {cadence!r}: {err}") from None
         self._last_step = -1
-
-    @property
-    def state_key(self) -> str:
-        # Lightning formats this into a profiler name on every hook call: compute it once
-        key = self.__dict__.get("_state_key_cache")
-        if key is None:
-            key = self._state_key_cache = self._make_state_key()
-        return key
 
     def _make_state_key(self) -> str:
         return self._generate_state_key(cadence=repr(self.cadence))

@@ -23,13 +23,10 @@ from typing import Any
 
 import torch
 
-from ._base import PeriodicCallback, compile_include, inner_model, log_scalars, module_of
+from ._base import (PeriodicCallback, compile_include, global_norm, inner_model, log_scalars,
+                    module_of)
 
 __all__ = ["GradientMonitor"]
-
-
-def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(torch._foreach_norm(tensors)).double().square().sum().sqrt()
 
 
 class GradientMonitor(PeriodicCallback):
@@ -77,7 +74,7 @@ class GradientMonitor(PeriodicCallback):
             return
         if due_now:
             grads = [p.grad.detach().float() for _, p in named]
-            norm = float(_global_norm(grads))
+            norm = global_norm(grads)
             out = {"grads/norm": norm}
             if self._pat is not None:
                 groups: dict[str, list[torch.Tensor]] = {}
@@ -86,12 +83,12 @@ class GradientMonitor(PeriodicCallback):
                     if self._pat.search(module):
                         groups.setdefault(module, []).append(g)
                 for module, gs in groups.items():
-                    out[f"grads/norm/{module}"] = float(_global_norm(gs))
+                    out[f"grads/norm/{module}"] = global_norm(gs)
             if self.cosine and self._prev_grad is not None and self._prev_step == step - 1 \
                     and len(self._prev_grad) == len(grads):
                 dot = sum(float((a.flatten() @ b.flatten()).double())
                           for a, b in zip(grads, self._prev_grad))
-                den = norm * float(_global_norm(self._prev_grad))
+                den = norm * global_norm(self._prev_grad)
                 out["grads/cos_prev"] = dot / den if den > 0 else float("nan")
             self._pending = out
             if self.update:
@@ -112,8 +109,8 @@ class GradientMonitor(PeriodicCallback):
             after = [p.detach() for n, p in self._named(pl_module) if p.grad is not None]
             if len(after) == len(self._before):
                 diff = [a.float() - b.float() for a, b in zip(after, self._before)]
-                upd = float(_global_norm(diff))
-                base = float(_global_norm([b.float() for b in self._before]))
+                upd = global_norm(diff)
+                base = global_norm([b.float() for b in self._before])
                 out["grads/update"] = upd
                 out["grads/update_rel"] = upd / base if base > 0 else float("nan")
         self._pending, self._before = None, None

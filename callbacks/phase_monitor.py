@@ -47,14 +47,14 @@ from phasewatch.analysis.memtrace import MemoryTrace
 from phasewatch.analysis.store import TraceStoreError
 from phasewatch.analysis.watch import LIVE_SERIES, live_events
 
-from ._base import dense_requested
+from ._base import LeanCallback, dense_requested
 from .trace_logger import find_trace_logger
 from .wandb_push import push_to_wandb
 
 __all__ = ["PhaseMonitor", "dense_requested"]
 
 
-class PhaseMonitor(pl.Callback):
+class PhaseMonitor(LeanCallback):
     """Online phase events, optional early stop after generalization, W&B summary at the end.
 
     Args:
@@ -101,8 +101,7 @@ class PhaseMonitor(pl.Callback):
         self.active = True
 
     # ---- state ----
-    @property
-    def state_key(self) -> str:
+    def _make_state_key(self) -> str:
         return self._generate_state_key(every=self.every, default=self.default)
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Logs at each due step (``trainer.global_step``, after the optimizer step):
 ``weights/sum_sq`` (sum of theta^2 over all trainable parameters), ``weights/l2``,
 ``weights/dist_init`` (||theta_t - theta_0|| / ||theta_0||, theta_0 = weights at the start of
-fit, kept in the callback state so resume is exact), ``weights/norm/<module>`` for modules whose
+fit, kept on the model's device with its norm computed once, and in the callback state so
+resume is exact), ``weights/norm/<module>`` for modules whose
 name matches ``include`` (regex), and with ``spectral=True`` ``weights/spectral/<param>`` and
 ``weights/stable_rank/<param>`` (||W||_F^2 / ||W||_2^2) for matching 2-D weights.
 
@@ -22,7 +23,8 @@ from typing import Any
 
 import torch
 
-from ._base import PeriodicCallback, compile_include, inner_model, log_scalars, module_of
+from ._base import (PeriodicCallback, compile_include, global_norm, inner_model, log_scalars,
+                    module_of)
 
 __all__ = ["WeightNormMonitor"]
 
@@ -46,6 +48,7 @@ class WeightNormMonitor(PeriodicCallback):
         self.spectral = bool(spectral)
         self.dist_init = bool(dist_init)
         self._init: dict[str, torch.Tensor] | None = None
+        self._init_norm: float | None = None
         self._names: list[str] = []
         self._groups: dict[str, list[int]] = {}
         self._matrices: list[int] = []
@@ -74,9 +77,14 @@ class WeightNormMonitor(PeriodicCallback):
         return [by_name[n] for n in self._names]
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if self.dist_init and self._init is None:
-            self._init = {n: p.detach().to("cpu", torch.float32, copy=True)
-                          for n, p in zip(self._names, self._params(pl_module))}
+        if self.dist_init:
+            params = self._params(pl_module)
+            if self._init is None:
+                self._init = {n: p.detach().to(torch.float32, copy=True)
+                              for n, p in zip(self._names, params)}
+            else:  # restored from a checkpoint (on the CPU)
+                self._init = {n: t.to(p.device) for (n, t), p in zip(self._init.items(), params)}
+            self._init_norm = None
         if self._take(trainer.global_step):
             self._log(trainer, pl_module)
 
@@ -92,11 +100,12 @@ class WeightNormMonitor(PeriodicCallback):
         sq = norms.square()
         out = {"weights/sum_sq": float(sq.sum()), "weights/l2": float(sq.sum().sqrt())}
         if self.dist_init and self._init is not None:
-            diffs = [p.cpu() - self._init[n] for n, p in zip(self._names, params)]
-            num = torch.stack(torch._foreach_norm(diffs)).double().square().sum().sqrt()
-            den = torch.stack(torch._foreach_norm(list(self._init.values()))).double()
-            den = den.square().sum().sqrt()
-            out["weights/dist_init"] = float(num / den) if den > 0 else float("nan")
+            init = [self._init[n] for n in self._names]
+            if self._init_norm is None:
+                self._init_norm = global_norm(init)
+            num = global_norm(torch._foreach_sub(params, init))
+            den = self._init_norm
+            out["weights/dist_init"] = num / den if den > 0 else float("nan")
         for module, idx in self._groups.items():
             out[f"weights/norm/{module}"] = float(sq[idx].sum().sqrt())
         for i in self._matrices:
@@ -113,10 +122,11 @@ class WeightNormMonitor(PeriodicCallback):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self._init is not None:
-            state["init"] = {k: v.clone() for k, v in self._init.items()}
+            state["init"] = {k: v.to("cpu", copy=True) for k, v in self._init.items()}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         if "init" in state_dict:
             self._init = {k: v.clone() for k, v in state_dict["init"].items()}
+            self._init_norm = None

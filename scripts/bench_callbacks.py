@@ -1,13 +1,16 @@
 """Overhead of phasewatch's callbacks: the default set at default cadence vs no callbacks.
 
-Configs (SCIENCE.md section 1, full batch, same Trainer and TraceLogger in every arm):
+Configs (SCIENCE.md section 1, full batch, same Trainer and TraceLogger in every arm; the
+full train and val sets are evaluated every 20 steps, as in configs/modadd_*.yaml):
   A: embedding MLP, p=59, frac 0.5, lr 3e-3, wd 1
   C: 1-layer transformer (d_model 128, d_mlp 512), p=59, frac 0.5, lr 1e-3, wd 1
 Arms: none, default set, and each default callback alone; run interleaved ``--repeats`` times;
 time = process CPU time (one torch thread; ``--wall`` for wall time) from on_train_start to
 on_train_end. Prints a table of median ratios
-(arm / none) and, last, ``callback overhead: X.XX`` = the largest per-config median ratio of
-the default set. Log-spaced cadences are dense early, so a short benchmark over-weights them;
+(arm / none), the ``in-hooks`` ratio (1 + time spent inside the arm's hooks / the none arm's
+time: what the callbacks themselves cost, free of the run-to-run noise of a shared machine,
+without Lightning's dispatch and cache effects) and, last, ``callback overhead: X.XX`` = the
+largest per-config median ratio of the default set. Log-spaced cadences are dense early, so a short benchmark over-weights them;
 the ``full-run`` column projects the measured extra time per evaluation onto the config's real
 length (``--full-a`` / ``--full-c`` steps: the grokking step of SCIENCE.md), keeping the measured
 per-step cost.
@@ -36,6 +39,21 @@ CONFIGS = {
 }
 
 
+def time_hooks(cb: pl.Callback, spent: list[float]) -> None:
+    """Wrap every hook ``cb`` overrides so that its time is added to ``spent[0]``."""
+    for name in dir(pl.Callback):
+        fn = getattr(cb, name, None)
+        if name.startswith("on_") and callable(fn) and \
+                getattr(type(cb), name) is not getattr(pl.Callback, name):
+            def timed(*args, _fn=fn, **kwargs):
+                t0 = Clock.clock()
+                try:
+                    return _fn(*args, **kwargs)
+                finally:
+                    spent[0] += Clock.clock() - t0
+            setattr(cb, name, timed)
+
+
 class Clock(pl.Callback):
     """CPU time of this process over the training loop (one torch thread): on a shared machine
     wall time mostly measures the neighbours; ``--wall`` switches to wall time."""
@@ -49,7 +67,8 @@ class Clock(pl.Callback):
         self.dt = self.clock() - self.t0
 
 
-def run(config: str, arm: str, steps: int, root: str) -> float:
+def run(config: str, arm: str, steps: int, root: str) -> tuple[float, float]:
+    """(time of the training loop, time spent inside the arm's callback hooks)."""
     torch.manual_seed(0)
     dm = TaskDataModule("x+y", p=59, frac=0.5, steps_per_epoch=steps)
     module = PhaseModule(dm.task, weight_decay=1.0, **CONFIGS[config])
@@ -58,13 +77,17 @@ def run(config: str, arm: str, steps: int, root: str) -> float:
         cbs = []
     elif arm != "default":
         cbs = [c for c in cbs if type(c).__name__ == arm]
+    spent = [0.0]
+    for cb in cbs:
+        time_hooks(cb, spent)
     clock = Clock()
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, callbacks=[clock] + cbs,
-                         logger=TraceLogger(root, name=f"{config}-{arm}"), limit_val_batches=0,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, num_sanity_val_steps=0)
+                         logger=TraceLogger(root, name=f"{config}-{arm}"), val_check_interval=20,
+                         log_every_n_steps=20, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False,
+                         num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
-    return clock.dt
+    return clock.dt, spent[0]
 
 
 def n_evals(arm: str, steps: int) -> int:
@@ -103,20 +126,24 @@ def main(argv=None) -> float:
     steps = {"A": args.steps_a, "C": args.steps_c}
     worst = 0.0
     with tempfile.TemporaryDirectory() as root:
-        print(f"{'config':6} {'arm':18} {'median s':>9} {'ratio':>6} {'full-run':>8}"
-              f"  ({'wall' if args.wall else 'CPU'} time)")
+        print(f"{'config':6} {'arm':18} {'median s':>9} {'ratio':>6} {'in-hooks':>8} "
+              f"{'full-run':>8}  ({'wall' if args.wall else 'CPU'} time)")
         for cfg in args.configs.split(","):
             times: dict[str, list[float]] = {a: [] for a in arms}
+            hooks: dict[str, list[float]] = {a: [] for a in arms}
             for _ in range(args.repeats):
                 for arm in arms:  # interleaved, so load drift hits every arm alike
-                    times[arm].append(run(cfg, arm, steps[cfg], root))
-                    print(f"# {cfg} {arm} {times[arm][-1]:.3f} s", flush=True)
+                    dt, in_hooks = run(cfg, arm, steps[cfg], root)
+                    times[arm].append(dt)
+                    hooks[arm].append(in_hooks)
+                    print(f"# {cfg} {arm} {dt:.3f} s, {in_hooks:.3f} s in hooks", flush=True)
             base = statistics.median(times["none"])
             full = {"A": args.full_a, "C": args.full_c}[cfg]
             for arm in arms:
                 ratios = [t / b for t, b in zip(times[arm], times["none"])]
                 print(f"{cfg:6} {arm:18} {statistics.median(times[arm]):9.3f} "
                       f"{statistics.median(ratios):6.3f} "
+                      f"{1 + statistics.median(hooks[arm]) / base:8.3f} "
                       f"{projected(arm, statistics.median(ratios), steps[cfg], full):8.3f}")
             worst = max(worst, statistics.median(
                 [t / b for t, b in zip(times["default"], times["none"])]))

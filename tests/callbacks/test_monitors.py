@@ -91,3 +91,20 @@ def test_bad_arguments_name_the_value(cls):
         cls(cadence="every:0")
     with pytest.raises(ValueError, match=r"\(unclosed"):
         cls(include="(unclosed")
+
+
+def test_hooks_a_callback_does_not_use_are_skipped_and_subclass_hooks_still_run(tmp_path):
+    """LeanCallback: Lightning's dispatcher skips the per-step hooks a callback does not override
+    (they are None), while a user's subclass that adds one gets it called at every step."""
+    class Counting(WeightNormMonitor):
+        calls = 0
+
+        def on_after_backward(self, trainer, pl_module):
+            type(self).calls += 1
+
+    assert WeightNormMonitor.on_after_backward is None
+    assert GradientMonitor.on_before_optimizer_step is not None
+    cb = Counting(cadence="every:5")
+    run, _, _ = _fit(tmp_path, [cb, WeightNormMonitor(cadence="every:3")], steps=10)
+    assert Counting.calls == 10
+    assert run.series("weights/sum_sq")[0].tolist() == [0, 3, 5, 6, 9, 10]
