@@ -55,6 +55,12 @@ class EmbeddingMLP(nn.Module):
     def embedding_tables(self) -> dict[str, Tensor]:
         return {n: e.weight for n, e in zip(_position_names(self.seq_len), self.embeds)}
 
+    def neuron_input_weights(self) -> Tensor:
+        """[seq_len, vocab, d_hidden]: operand i's token t adds row [i, t] to the hidden
+        pre-activation (``embeds[i]`` times its block of ``hidden.weight``; bias excluded)."""
+        blocks = self.hidden.weight.T.reshape(self.seq_len, -1, self.hidden.out_features)
+        return torch.stack([e.weight @ w for e, w in zip(self.embeds, blocks)])
+
     def unembedding_table(self) -> Tensor:
         return self.out.weight
 
@@ -86,6 +92,10 @@ class QuadraticMLP(nn.Module):
     def embedding_tables(self) -> dict[str, Tensor]:
         w, V = self.W_in.weight, self.vocab_size
         return {n: w[:, i * V:(i + 1) * V].T for i, n in enumerate(_position_names(self.seq_len))}
+
+    def neuron_input_weights(self) -> Tensor:
+        """[seq_len, vocab, width]: ``W_in``'s columns per operand (Doshi et al.'s weights)."""
+        return self.W_in.weight.T.reshape(self.seq_len, self.vocab_size, -1)
 
     def unembedding_table(self) -> Tensor:
         return self.W_out.weight

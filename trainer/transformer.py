@@ -121,6 +121,19 @@ class Transformer1(nn.Module):
     def embedding_tables(self) -> dict[str, Tensor]:
         return {"embed": self.W_E[: self.vocab_size]}
 
+    def neuron_input_weights(self) -> Tensor:
+        """[1, vocab, d_mlp]: token t at an operand position adds row t, times its attention
+        weight, to the MLP pre-activation at "=" (path W_E -> W_V -> W_O -> W_in, all heads).
+
+        Exact when the attention pattern is the same for every head and token; otherwise an
+        approximation taking it uniform over heads (a common weight only scales each neuron's
+        row, which IPR ignores). One operand: the path is the same at every position (the
+        positional embedding adds a token-independent constant).
+        """
+        at, blk = self.blocks[0].attn, self.blocks[0]
+        ov = at.W_O @ at.W_V.reshape(-1, at.W_V.shape[-1])  # [d_model, d_model], heads summed
+        return (self.W_E[: self.vocab_size] @ ov.T @ blk.W_in.T)[None]
+
     def unembedding_table(self) -> Tensor:
         return self.W_U.T
 

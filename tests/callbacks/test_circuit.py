@@ -115,8 +115,16 @@ def test_probes_on_every_builtin_modular_model(tmp_path, name):
     steps, norms = run.arrays("circuit/fourier_norm/unembed")
     assert steps.tolist() == [0, 3, 6] and norms.shape == (3, P)
     assert run.arrays("circuit/key_freqs")[1].shape == (3, (P + 1) // 2)
-    for s in ("circuit/gini", "circuit/n_key_freqs", "circuit/ipr_mean", "circuit/frac_explained"):
+    for s in ("circuit/gini", "circuit/n_key_freqs", "circuit/frac_explained"):
         assert np.isfinite(run.series(s)[1]).all(), s
+    if name == "transformer2":  # no neuron_input_weights: no IPR
+        assert "circuit/ipr_mean" not in run.names()
+        assert "circuit/neuron_ipr" not in run.array_names()
+    else:
+        ipr = run.series("circuit/ipr_mean")[1]
+        assert ipr.shape == (3,) and ((ipr > 1 / (P // 2)) & (ipr < 1)).all(), ipr
+        d_mlp = {"embedding_mlp": 128, "quadratic_mlp": 500}.get(name, 64)
+        assert run.arrays("circuit/neuron_ipr")[1].shape == (3, d_mlp)
     if name.startswith("transformer"):
         assert run.meta["circuit/probes"] == ["fourier", "ablation", "attention"]
         comps = run.meta["circuit/ablation_components"]
