@@ -168,16 +168,23 @@ def _apb_directions(p: int, freqs) -> Tensor:
 def progress_losses(logits: Tensor, labels: Tensor, p: int, freqs, restricted_idx: Tensor,
                     excluded_idx: Tensor, excluded_labels: Tensor | None = None
                     ) -> tuple[float, float]:
-    """(restricted loss, excluded loss) from grid logits [p*p, p] (SCIENCE.md section 2)."""
+    """(restricted loss, excluded loss) from grid logits [p*p, p] (SCIENCE.md section 2).
+
+    With D the [2|K|, p^2] directions and C = D L, sum_k P_k L = D^T C; only the rows each loss
+    reads are formed (one [rows, p] matrix per loss: on CPU, allocating full-grid float64
+    intermediates cost more than the arithmetic).
+    """
     excluded_labels = labels if excluded_labels is None else excluded_labels
     L = logits.double()
     D = _apb_directions(p, freqs)  # [m, p^2]
-    proj = D.T @ (D @ L)  # sum_k P_k L, per class column
-    restricted = proj + (L - proj).mean(dim=0, keepdim=True)
-    excluded = L - proj
+    C = D @ L  # [m, p]
+    # restricted: sum_k P_k L + mean over all pairs of (L - sum_k P_k L)
+    offset = L.mean(dim=0) - D.mean(dim=1) @ C
+    restricted = torch.addmm(offset, D[:, restricted_idx].T, C)
+    excluded = torch.addmm(L[excluded_idx], D[:, excluded_idx].T, C, alpha=-1)
     ce = nn.functional.cross_entropy
-    return (float(ce(restricted[restricted_idx], labels[restricted_idx])),
-            float(ce(excluded[excluded_idx], excluded_labels[excluded_idx])))
+    return (float(ce(restricted, labels[restricted_idx])),
+            float(ce(excluded, excluded_labels[excluded_idx])))
 
 
 class FourierProbe:
