@@ -29,7 +29,9 @@ class Cadence:
         every: run when ``step % every == 0`` (and at step 0).
         points_per_decade: log spacing: about this many evaluations per decade of steps.
         min_every: with log spacing, only steps that are multiples of ``min_every`` (caps density).
-        max_every: with log spacing, also every ``max_every`` steps (caps sparseness).
+        max_every: with log spacing, also every ``max_every`` steps (caps sparseness); past the
+            step where the log grid's own gap exceeds ``max_every``, only those multiples (log
+            points there would add near-duplicates such as 1,780 next to 1,800).
 
     Exactly one of ``every`` / ``points_per_decade`` is given; ``Cadence.never()`` never runs.
     String forms (for configs): ``"every:10"``, ``"10"``, ``"log:20"``,
@@ -55,6 +57,9 @@ class Cadence:
         self.max_every = max_every
         self._never = _never
         self._memo: dict[int, bool] = {}
+        # the log grid's gap near step s is s * (10**(1/ppd) - 1); past this step it exceeds max
+        self._log_until = (max_every / (10 ** (1 / points_per_decade) - 1)
+                           if max_every is not None and points_per_decade else math.inf)
 
     # ---- constructors --------------------------------------------------------------------
     @classmethod
@@ -133,7 +138,7 @@ class Cadence:
         if self.max_every is not None and step % self.max_every == 0:
             return True
         m = self.min_every
-        if step % m:
+        if step % m or step > self._log_until:
             return False
         prev = step - m
         # due when a log grid point 10**(i/ppd) falls in (prev, step]

@@ -27,6 +27,10 @@ def test_log_min_and_max_every():
     assert all(x % 5 == 0 for x in s)
     assert all(x in s for x in range(0, 1001, 100))
     assert max(b - a for a, b in zip(s, s[1:])) <= 100
+    # past ~820 steps the log grid is sparser than max: only multiples of 100 remain
+    assert [x for x in c.steps(4000) if x > 1500] == list(range(1600, 4001, 100))
+    assert [x for x in Cadence.parse("log:10,min:10,max:200").steps(4000) if x >= 700] == \
+        [800] + list(range(1000, 4001, 200))
 
 
 def test_deterministic_and_resume_safe():
