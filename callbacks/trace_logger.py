@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 import weakref
@@ -42,11 +43,27 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from phasewatch.analysis.store import TraceWriter
 
-__all__ = ["TraceLogger", "find_trace_logger", "log_scalars", "log_array", "set_meta"]
+__all__ = ["TraceLogger", "find_trace_logger", "log_scalars", "log_array", "set_meta",
+           "split_run_id"]
+
+_RUN_ID = re.compile(r"(?P<name>.+)-(?P<version>\d{8}-\d{6}-[0-9a-f]{4})")
 
 
 def _default_version() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def split_run_id(run_id: str) -> tuple[str, str]:
+    """``(name, version)`` of a run id ``<name>-<default version>`` (the name may hold "-").
+
+    Example:
+        >>> split_run_id("my-run-20261127-041502-3f9a")
+        ('my-run', '20261127-041502-3f9a')
+    """
+    m = _RUN_ID.fullmatch(run_id)
+    if m is None:
+        raise ValueError(f"{run_id!r} is not a run id <name>-<YYYYmmdd-HHMMSS-xxxx>")
+    return m["name"], m["version"]
 
 
 def _to_float(value: Any) -> float:

@@ -24,7 +24,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from phasewatch.callbacks.defaults import default_callbacks
 from phasewatch.callbacks.phase_monitor import PhaseMonitor
-from phasewatch.callbacks.trace_logger import TraceLogger
+from phasewatch.callbacks.trace_logger import TraceLogger, split_run_id
 
 from .data import TaskDataModule
 from .module import PhaseModule
@@ -74,6 +74,11 @@ class PhaseCLI(LightningCLI):
             raise ValueError(f"run.checkpoint_every must be >= 1, got {run.checkpoint_every}")
         if run.resume:
             ckpt = Path(run.resume) / "checkpoints" / "last.ckpt"
+            try:
+                split_run_id(Path(run.resume).name)
+            except ValueError as err:
+                raise ValueError(f"run.resume: {err}; pass a run directory that phasewatch fit "
+                                 "created") from None
             if not ckpt.is_file():
                 raise ValueError(f"run.resume: no checkpoint at {ckpt}; pass a run directory "
                                  f"that was trained with checkpoints")
@@ -84,7 +89,7 @@ class PhaseCLI(LightningCLI):
         run, trainer_cfg = config.run, config.trainer
         if run.resume:
             run_dir = Path(run.resume)
-            name, _, version = run_dir.name.partition("-")  # run id = f"{name}-{version}"
+            name, version = split_run_id(run_dir.name)
             trace = TraceLogger(root_dir=str(run_dir.parent), name=name, version=version)
         else:
             trace = TraceLogger(root_dir=trainer_cfg.default_root_dir, name=run.name)

@@ -12,7 +12,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
 from phasewatch.analysis import load_run
-from phasewatch.callbacks.trace_logger import TraceLogger, find_trace_logger, log_array, log_scalars
+from phasewatch.callbacks.trace_logger import (TraceLogger, find_trace_logger, log_array, log_scalars,
+                                           split_run_id)
 
 
 class LinReg(pl.LightningModule):
@@ -80,6 +81,7 @@ def test_lightning_run_reads_back_with_lightning_steps(tmp_path):
     run_dir = tmp_path / "runs" / logger.run_id
     assert logger.log_dir == str(run_dir) and trainer.log_dir == str(run_dir)
     assert logger.run_id.startswith("lin-") and len(logger.run_version) == len("20261127-021700-ab12")
+    assert split_run_id(f"my-{logger.run_id}") == ("my-lin", logger.run_version)
     assert os.readlink(tmp_path / "runs" / "latest") == logger.run_id
     run = load_run(tmp_path / "runs" / "latest")
     assert {"train/loss", "val/loss", "epoch", "probe/w_norm"} <= set(run.names())

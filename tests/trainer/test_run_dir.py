@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from phasewatch.analysis import load_run
 from phasewatch.trainer.cli import main
@@ -15,10 +16,13 @@ COMMON = ["--config", CONFIG, "--run.wandb", "disabled", "--run.tracking", "fals
 
 
 def test_resume_continues_the_same_run_directory(tmp_path: Path) -> None:
-    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "120"])
+    named = [*COMMON, "--run.name", "grok-a"]  # a "-" in the name: the version is what follows
+    main([*named, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "120"])
     (run_dir,) = [p for p in (tmp_path / "a").iterdir() if p.is_dir() and not p.is_symlink()]
-    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "200",
+    assert run_dir.name.startswith("grok-a-")
+    main([*named, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "200",
           "--run.resume", str(run_dir)])
+    assert load_run(run_dir).meta["run_id"] == run_dir.name
     main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "b"), "--trainer.max_steps", "200"])
     resumed, straight = load_run(run_dir), load_run((tmp_path / "b" / "latest").resolve())
     for name in ("train/loss", "val/acc"):
@@ -27,6 +31,11 @@ def test_resume_continues_the_same_run_directory(tmp_path: Path) -> None:
         assert steps.tolist() == list(range(20, 201, 20)) == ref_steps.tolist()
         np.testing.assert_allclose(values, ref_values, rtol=1e-4, atol=1e-6)
     assert len([p for p in (tmp_path / "a").iterdir() if not p.is_symlink()]) == 1
+
+
+def test_resume_of_a_folder_phasewatch_did_not_name_fails_early(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"run.resume: 'mine' is not a run id"):
+        main([*COMMON, "--run.resume", str(tmp_path / "mine")])
 
 
 def test_run_meta_tells_the_analyzer_about_task_and_model(tmp_path: Path) -> None:
