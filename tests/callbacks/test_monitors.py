@@ -95,16 +95,26 @@ def test_bad_arguments_name_the_value(cls):
 
 def test_hooks_a_callback_does_not_use_are_skipped_and_subclass_hooks_still_run(tmp_path):
     """LeanCallback: Lightning's dispatcher skips the per-step hooks a callback does not override
-    (they are None), while a user's subclass that adds one gets it called at every step."""
+    (None on the instance), while a user's subclass that adds one (calling super()) or a mixin
+    that defines one gets it called at every step."""
+    calls = {"sub": 0, "mixin": 0}
+
     class Counting(WeightNormMonitor):
-        calls = 0
-
         def on_after_backward(self, trainer, pl_module):
-            type(self).calls += 1
+            super().on_after_backward(trainer, pl_module)  # pl.Callback's no-op
+            calls["sub"] += 1
 
-    assert WeightNormMonitor.on_after_backward is None
-    assert GradientMonitor.on_before_optimizer_step is not None
-    cb = Counting(cadence="every:5")
-    run, _, _ = _fit(tmp_path, [cb, WeightNormMonitor(cadence="every:3")], steps=10)
-    assert Counting.calls == 10
+    class ZeroGradCounter(pl.Callback):
+        def on_before_zero_grad(self, trainer, pl_module, optimizer):
+            calls["mixin"] += 1
+
+    class Both(WeightNormMonitor, ZeroGradCounter):
+        pass
+
+    assert WeightNormMonitor().on_after_backward is None
+    assert callable(WeightNormMonitor.on_after_backward)  # the class keeps the method
+    assert GradientMonitor().on_before_optimizer_step is not None
+    cbs = [Counting(cadence="every:5"), Both(cadence="never"), WeightNormMonitor(cadence="every:3")]
+    run, _, _ = _fit(tmp_path, cbs, steps=10)
+    assert calls == {"sub": 10, "mixin": 10}
     assert run.series("weights/sum_sq")[0].tolist() == [0, 3, 5, 6, 9, 10]
