@@ -9,6 +9,9 @@ evaluations of a name opens one file (``scripts/bench_store.py`` measures both).
 Crash safety: the writer pushes appended bytes to the OS (``sync``) before it commits the index
 rows that point at them, so a killed process leaves at most an unreferenced tail;
 ``truncate_to_index`` (run by a superseding session, see ``store``) cuts it off.
+One writer appends to a log at a time: it holds an exclusive ``flock`` on each log it has open,
+so a second writer of the same array names gets a clear error instead of interleaved offsets,
+and trimming skips logs another writer holds.
 
 Example:
     >>> import tempfile, numpy as np
@@ -23,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -55,7 +59,12 @@ class ArrayLogs:
         rel = array_log_relpath(name)
         f = self._files.get(rel)
         if f is None:
-            f = self._files[rel] = open(self.run_dir / rel, "ab")
+            f = open(self.run_dir / rel, "ab")
+            if not _try_lock(f):
+                f.close()
+                raise ValueError(f"{self.run_dir / rel}: another writer is appending to this array "
+                                 "log; a run's arrays have one writer (the training process)")
+            self._files[rel] = f
         offset = f.tell()  # append mode: the end of the file
         data = np.ascontiguousarray(array)
         f.write(data.tobytes())
@@ -76,11 +85,23 @@ class ArrayLogs:
         a log with no indexed payload is removed)."""
         self.close()
         for path in (self.run_dir / ARRAYS_DIR).glob(f"*{_SUFFIX}"):
-            end = ends.get(f"{ARRAYS_DIR}/{path.name}", 0)
-            if end == 0:
-                path.unlink(missing_ok=True)
-            elif path.stat().st_size > end:
-                os.truncate(path, end)
+            end = ends.get(f"{ARRAYS_DIR}/{path.name}")
+            with open(path, "r+b") as f:
+                if not _try_lock(f):  # another writer's live log: its tail is not ours to cut
+                    continue
+                if end is None:
+                    path.unlink()
+                elif os.fstat(f.fileno()).st_size > end:
+                    f.truncate(end)
+
+
+def _try_lock(f: BinaryIO) -> bool:
+    """Take an exclusive lock on ``f`` (released when it is closed); False if another holds it."""
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def read_payloads(path: Path, rows: Iterable[tuple[int, int, str, str]]) -> list[np.ndarray]:
@@ -96,7 +117,7 @@ def read_payloads(path: Path, rows: Iterable[tuple[int, int, str, str]]) -> list
                 raise ValueError(f"{path}: index says {nbytes} bytes at byte {offset} for "
                                  f"shape {shape} {dtype} ({arr.nbytes} bytes)")
             f.seek(offset)
-            got = f.readinto(memoryview(arr).cast("B")) if nbytes else 0
+            got = f.readinto(arr.reshape(-1).view(np.uint8)) if nbytes else 0
             if got != nbytes:
                 raise ValueError(f"{path}: payload at byte {offset} has {got} of {nbytes} "
                                  "bytes (file truncated?)")

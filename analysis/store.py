@@ -243,8 +243,9 @@ class TraceWriter:
         if not isinstance(name, str) or not name:
             raise ValueError(f"array name must be a non-empty str, got {name!r}")
         arr = np.asarray(array)
-        if arr.dtype == object:
-            raise ValueError(f"array {name!r} has dtype object; pass a numeric numpy array")
+        if arr.dtype.kind in "OVMm":  # object, structured, datetime: no plain bytes round trip
+            raise ValueError(f"array {name!r} has dtype {arr.dtype}; pass a numeric, bool or "
+                             "string numpy array")
         rel, offset, nbytes = self._logs.append(name, arr)
         self._arrays.append((name, step, rel, offset, nbytes, json.dumps(list(arr.shape)),
                              arr.dtype.str))

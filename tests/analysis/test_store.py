@@ -126,6 +126,8 @@ def test_bad_arguments_name_the_value(tmp_path):
             w.log_scalars({"a": "high"}, step=1)
         with pytest.raises(ValueError, match="dtype object"):
             w.log_array("x", 1, np.array([{}, 1], dtype=object))
+        with pytest.raises(ValueError, match=r"dtype datetime64\[D\]"):
+            w.log_array("t", 1, np.array(["2026-11-27"], dtype="datetime64[D]"))
 
 
 def _store_with_rows(tmp_path):
@@ -199,6 +201,24 @@ def test_array_logs_round_trip_every_dtype_and_shape(tmp_path):
         np.testing.assert_array_equal(stacked[1], (arr * 2).astype(arr.dtype))
         one = run.array(name, 1)
         assert one.shape == arr.shape and one.dtype == arr.dtype and one.flags.writeable, name
+
+
+def test_a_cut_keeps_logs_of_empty_payloads_and_spares_a_live_writers_log(tmp_path):
+    w = TraceWriter(tmp_path)
+    w.log_array("empty", 1, np.zeros((0, 3)))
+    w.log_array("x", 1, np.ones(2))
+    other = TraceWriter(tmp_path)  # e.g. a second process: holds the lock on its own log
+    other.log_array("y", 2, np.arange(4.0))
+    assert w.truncate_after(5) == 0
+    w.log_array("x", 6, np.full(2, 6.0))
+    with pytest.raises(ValueError, match=r"x.bin: another writer is appending"):
+        other.log_array("x", 2, np.zeros(2))  # one writer per log, never interleaved offsets
+    w.close()
+    other.close()
+    run = load_run(tmp_path)
+    assert run.array("empty", 1).shape == (0, 3)
+    assert run.arrays("x")[1].tolist() == [[1.0, 1.0], [6.0, 6.0]]
+    assert run.array("y", 2).tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_truncated_array_log_names_the_file(tmp_path):
