@@ -45,8 +45,8 @@ class Cadence:
                              f"points_per_decade={points_per_decade!r}")
         if every is not None and (not isinstance(every, int) or every < 1):
             raise ValueError(f"every must be a positive int, got {every!r}")
-        if points_per_decade is not None and not points_per_decade > 0:
-            raise ValueError(f"points_per_decade must be > 0, got {points_per_decade!r}")
+        if points_per_decade is not None and not 0 < points_per_decade < 1e6:
+            raise ValueError(f"points_per_decade must be in (0, 1e6), got {points_per_decade!r}")
         if not isinstance(min_every, int) or min_every < 1:
             raise ValueError(f"min_every must be a positive int, got {min_every!r}")
         if max_every is not None and (not isinstance(max_every, int) or max_every < 1):

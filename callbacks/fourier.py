@@ -112,6 +112,7 @@ def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85
         tensor([3])
     """
     x = acts.float()
+    x = x - x.mean(0)  # float32 line sums keep their precision when the mean dwarfs the spread
     d = x.shape[1]
     rows = x.reshape(p, p, d).sum(1)
     idx = _line_index(p)
@@ -120,8 +121,7 @@ def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85
                          x.new_zeros(p, d).index_add_(0, idx[1], x)])
     Y = torch.fft.rfft(lines, dim=1)[:, 1:]  # bins k = 1..(p-1)/2; the mean only moves bin 0
     block = 2 * (Y.real.square() + Y.imag.square()).sum(0).T.double()  # [d, nk]; bins +-k
-    mean = rows.sum(0) / (p * p)
-    total = torch.sub(x, mean).square_().sum(0).double() * p ** 2  # Parseval, all bins
+    total = x.square().sum(0).double() * p ** 2  # Parseval over all bins of the centered grid
     alive = total > 1e-12 * total.max().clamp_min(1e-300)
     share = torch.where(alive[:, None], block / total.clamp_min(1e-300)[:, None],
                         torch.zeros_like(block))

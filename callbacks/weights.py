@@ -77,13 +77,9 @@ class WeightNormMonitor(PeriodicCallback):
         return [by_name[n] for n in self._names]
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if self.dist_init:
-            params = self._params(pl_module)
-            if self._init is None:
-                self._init = {n: p.detach().to(torch.float32, copy=True)
-                              for n, p in zip(self._names, params)}
-            else:  # restored from a checkpoint (on the CPU)
-                self._init = {n: t.to(p.device) for (n, t), p in zip(self._init.items(), params)}
+        if self.dist_init and self._init is None:
+            self._init = {n: p.detach().to(torch.float32, copy=True)
+                          for n, p in zip(self._names, self._params(pl_module))}
             self._init_norm = None
         if self._take(trainer.global_step):
             self._log(trainer, pl_module)
@@ -100,6 +96,8 @@ class WeightNormMonitor(PeriodicCallback):
         sq = norms.square()
         out = {"weights/sum_sq": float(sq.sum()), "weights/l2": float(sq.sum().sqrt())}
         if self.dist_init and self._init is not None:
+            if next(iter(self._init.values())).device != params[0].device:  # e.g. restored on CPU
+                self._init = {n: t.to(params[0].device) for n, t in self._init.items()}
             init = [self._init[n] for n in self._names]
             if self._init_norm is None:
                 self._init_norm = global_norm(init)

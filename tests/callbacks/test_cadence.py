@@ -39,7 +39,7 @@ def test_deterministic_and_resume_safe():
     assert c.steps(500)[-3:] == [s for s in c.steps(500) if s > 200][-3:]
 
 
-@pytest.mark.parametrize("bad", ["log:x", "every:0", "every:-3", "log:20,foo:3", "sometimes", -1,
+@pytest.mark.parametrize("bad", ["log:x", "log:inf", "every:0", "every:-3", "log:20,foo:3", "sometimes", -1,
                                  1.5, True])
 def test_bad_specs_name_the_value(bad):
     with pytest.raises(ValueError, match=repr(bad).strip("'") if isinstance(bad, str) else ""):

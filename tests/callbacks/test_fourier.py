@@ -67,6 +67,9 @@ def test_key_frequencies_equal_projection_on_the_real_fourier_basis(p):
     assert freq[:3 * nk].tolist() == ks.tolist()
     np.testing.assert_allclose(best[:3 * nk].numpy(), 1.0, atol=2e-6)
     assert best[3 * nk + 2] < 1e-6 and (freq[3 * nk + 3:] == 0).all()
+    # a large common offset (mean 1e4 over a spread of ~1) leaves the float32 shares unchanged
+    shifted = key_frequencies(acts + 1e4, p, threshold=0.85)
+    np.testing.assert_allclose(shifted[1][alive].numpy(), best[alive].numpy(), atol=2e-3)
 
 
 def _probe(model, p):
