@@ -11,12 +11,14 @@ Arms ``none`` and ``default``, run interleaved ``--repeats`` times; time = proce
 one-off work at the end, such as PhaseMonitor's final analysis, counts in both columns).
 
 Per callback, the time spent inside each callback's hooks during the default arm is measured
-directly (``in-hooks``: 1 + that time / the none arm's time): precise where end-to-end ratios
-of single-callback runs drown in the few-percent noise of a shared machine
+directly (``in-hooks``: 1 + that time / the rest of the same run, median over repeats): it
+needs no second run, so it is free of the run-to-run noise of a shared machine (several
+percent here), in which the end-to-end ratios of single-callback runs drown
 (``--per-callback-arms`` adds those runs anyway). Last line: ``callback overhead: X.XX`` = the
-largest per-config median ratio (default / none, end to end).
+largest per-config median ratio (default / none, end to end); the range of the per-repeat
+ratios is printed beside it.
 
-    .venv/bin/python scripts/bench_callbacks.py                 # ~9 min on 2 cores
+    .venv/bin/python scripts/bench_callbacks.py                 # ~13 min on 2 cores
     .venv/bin/python scripts/bench_callbacks.py --steps-a 500 --steps-c 100 --repeats 1   # smoke
 """
 
@@ -92,7 +94,7 @@ def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps-a", type=int, default=4000)
     ap.add_argument("--steps-c", type=int, default=1500)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--configs", default="A,C")
     ap.add_argument("--wall", action="store_true", help="time wall clock, not process CPU")
     ap.add_argument("--per-callback-arms", action="store_true",
@@ -122,13 +124,15 @@ def main(argv=None) -> float:
             base = statistics.median(times["none"])
 
             def in_hooks(arm: str, which: list[str]) -> float:
-                return 1 + statistics.median(sum(h.get(c, 0.0) for c in which)
-                                             for h in hooks[arm]) / base
+                return 1 + statistics.median(
+                    sum(h.get(c, 0.0) for c in which) / (t - sum(h.values()))
+                    for t, h in zip(times[arm], hooks[arm]))
 
             for arm in arms:
-                ratio = statistics.median(t / b for t, b in zip(times[arm], times["none"]))
+                ratios = [t / b for t, b in zip(times[arm], times["none"])]
+                ratio = statistics.median(ratios)
                 print(f"{cfg:6} {arm:20} {statistics.median(times[arm]):9.3f} {ratio:6.3f} "
-                      f"{in_hooks(arm, callbacks):8.3f}")
+                      f"{in_hooks(arm, callbacks):8.3f}  (ratios {min(ratios):.3f}-{max(ratios):.3f})")
                 if arm == "default":
                     worst = max(worst, ratio)
                     for c in callbacks:
