@@ -31,6 +31,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
+from urllib.parse import quote
 
 import numpy as np
 
@@ -42,7 +43,6 @@ _SUFFIX = ".bin"
 
 def array_log_relpath(name: str) -> str:
     """Path of the log of array ``name``, relative to the run directory."""
-    from urllib.parse import quote
     return f"{ARRAYS_DIR}/{quote(name, safe='')}{_SUFFIX}"
 
 
