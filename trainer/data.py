@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -26,32 +26,63 @@ class TensorBatches:
     """Yields ``(x, y, index)`` batches of in-memory tensors, ``steps`` times per epoch.
 
     ``batch_size=None`` is full batch: the same tensors every step (no copy).
-    Minibatches are drawn from a seeded permutation, reshuffled each pass.
+    Minibatch number g of the run is a pure function of g and ``seed``: pass g // per_pass of
+    a seeded permutation (per_pass = len(x) // batch_size whole batches). An iteration starts
+    at ``position()`` when it gives a number (the batches the trainer has trained on, restored
+    on resume: it continues exactly where an uninterrupted run would be, whatever Lightning
+    prefetched), else where the previous iteration stopped.
+
+    Example:
+        >>> x = torch.arange(10)[:, None]
+        >>> epoch = lambda tb: [b[2].tolist() for b in tb]
+        >>> tb = TensorBatches(x, x[:, 0], batch_size=4, steps=3, seed=0)
+        >>> epoch(tb)[2] == epoch(TensorBatches(x, x[:, 0], 4, 3, 0, position=lambda: 2))[0]
+        True
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: Optional[int],
-                 steps: int, seed: int = 0) -> None:
+                 steps: int, seed: int = 0,
+                 position: Callable[[], Optional[int]] = lambda: None) -> None:
         self.x, self.y, self.steps = x, y, steps
         self.batch_size = batch_size
         self.index = torch.arange(len(x))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.position = seed, position
+        self._next = 0
 
     def __len__(self) -> int:
         return self.steps
+
+    def _permutation(self, n_pass: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + n_pass)
+        return torch.randperm(len(self.x), generator=gen)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self.batch_size is None or self.batch_size >= len(self.x):
             for _ in range(self.steps):
                 yield self.x, self.y, self.index
             return
-        order = torch.randperm(len(self.x), generator=self.generator)
-        start = 0
-        for _ in range(self.steps):
-            if start + self.batch_size > len(order):
-                order, start = torch.randperm(len(self.x), generator=self.generator), 0
+        per_pass = len(self.x) // self.batch_size
+        n_pass, order = -1, self.index
+        first = self.position()
+        first = self._next if first is None else first
+        for g in range(first, first + self.steps):
+            if g // per_pass != n_pass:
+                n_pass = g // per_pass
+                order = self._permutation(n_pass)
+            start = (g % per_pass) * self.batch_size
             idx = order[start:start + self.batch_size]
-            start += self.batch_size
+            self._next = g + 1
             yield self.x[idx], self.y[idx], idx
+
+    # Lightning's resumable-loader protocol: the position comes from the trainer, so there is
+    # no iterator state to save; the seed is checked so a resumed run draws the same batches.
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"data.seed {self.seed} differs from the checkpoint's "
+                             f"{state['seed']}: resume with the run's own config")
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -85,7 +116,12 @@ class TaskDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         return TensorBatches(self.task.train_x, self.task.train_y, self.batch_size,
-                             self.steps_per_epoch, self.seed)
+                             self.steps_per_epoch, self.seed, position=self._batches_trained)
+
+    def _batches_trained(self) -> Optional[int]:
+        """Batches the attached trainer has trained on (restored on resume); None without one."""
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else trainer.global_step * trainer.accumulate_grad_batches
 
     def val_dataloader(self) -> list[int]:
         # One placeholder batch: the module evaluates the full train and validation sets

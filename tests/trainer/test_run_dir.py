@@ -15,15 +15,19 @@ COMMON = ["--config", CONFIG, "--run.wandb", "disabled", "--run.tracking", "fals
           "--trainer.enable_progress_bar", "false", "--run.checkpoint_every", "60"]
 
 
-def test_resume_continues_the_same_run_directory(tmp_path: Path) -> None:
-    named = [*COMMON, "--run.name", "grok-a"]  # a "-" in the name: the version is what follows
+@pytest.mark.parametrize("batch", [[], ["--data.batch_size", "256"]], ids=["full", "minibatch"])
+def test_resume_continues_the_same_run_directory(tmp_path: Path, batch: list[str]) -> None:
+    """Resumed at step 120, mid-epoch: the same curves as one run to 200 (minibatches too:
+    batch g of the run is the same whatever the loader prefetched before the checkpoint)."""
+    named = [*COMMON, *batch, "--run.name", "grok-a"]  # a "-" in the name: the version follows
     main([*named, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "120"])
     (run_dir,) = [p for p in (tmp_path / "a").iterdir() if p.is_dir() and not p.is_symlink()]
     assert run_dir.name.startswith("grok-a-")
     main([*named, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "200",
           "--run.resume", str(run_dir)])
     assert load_run(run_dir).meta["run_id"] == run_dir.name
-    main([*COMMON, "--trainer.default_root_dir", str(tmp_path / "b"), "--trainer.max_steps", "200"])
+    main([*COMMON, *batch, "--trainer.default_root_dir", str(tmp_path / "b"),
+          "--trainer.max_steps", "200"])
     resumed, straight = load_run(run_dir), load_run((tmp_path / "b" / "latest").resolve())
     for name in ("train/loss", "val/acc"):
         steps, values = resumed.series(name)
