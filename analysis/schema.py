@@ -44,7 +44,7 @@ __all__ = ["SCHEMA_VERSION", "RUN_CLASSES", "FLAGS", "check_analysis", "load_ana
 
 SCHEMA_VERSION = 1
 RUN_CLASSES = ("comprehension", "grokking", "memorization", "confusion", "unknown")
-FLAGS = ("diverged", "slingshot", "ungrokking", "semi_grokking")
+FLAGS = ("diverged", "slingshot", "inversion", "forgetting", "ungrokking", "semi_grokking")
 EVENT_KEYS = ("name", "step", "low", "high", "signal")
 
 
