@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from .events import plateau_argmax
 
@@ -275,7 +276,7 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
         acc_k = C[:, ~corrupted].mean(1)
         out["o1"] = o1_onset(steps, acc_c, delta=delta, k=k)
         gap = acc_k - acc_c
-        g = np.convolve(gap, np.ones(3) / 3, mode="same") if gap.size >= 3 else gap
+        g = uniform_filter1d(gap, size=3, mode="nearest") if gap.size >= 3 else gap   # no zero padding
         ip = int(np.argmax(g))
         fall = np.flatnonzero(g[ip:] < g[ip] / 2)
         out["o4"] = {"peak_step": int(steps[ip]), "peak_gap": float(g[ip]),
