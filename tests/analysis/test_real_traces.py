@@ -1,10 +1,13 @@
-"""Real traces of the built-in config A (SCIENCE.md) and its wd 0, wd 30 and frac 0.9 variants (long CSV).
+"""Real traces of the built-in config A and its wd 0, wd 30 and frac 0.9 variants, the small
+transformer (config C) and the corrupted-label quadratic MLP (long CSV).
 
 Produced with `PHASEWATCH_TRACKING=0 phasewatch fit --config configs/modadd_mlp.yaml
 [--model.weight_decay 0 | --model.weight_decay 30 | --data.frac 0.9]` (seed 0, up to 4000 steps
 (wd 30: `--trainer.max_steps 2000 --run.tracking false --run.wandb disabled`), evaluation every 20 steps) on the 2-core CPU,
 then `step,name,value` rows of train/val accuracy and loss. They exercise the analyzer on
-real (not synthetic) curves without training anything.
+real (not synthetic) curves without training anything. corrupted_modadd_seed0.csv:
+`phasewatch fit --config configs/corrupted_modadd.yaml --run.wandb disabled` (600 steps,
+evaluation every 5), scalar series only. Expected steps are computed here from the CSV.
 """
 import csv
 from pathlib import Path
@@ -103,3 +106,23 @@ def test_small_transformer_symmetry_plateau_and_nanda_phases(real):
     assert b["circuit_formation_end"] < res.event("generalization_onset").step
     assert b["cleanup_end"] > res.event("generalization").step    # cleanup outlasts the val rise
     assert res.phases["axis"] == "log" and len(res.phases["signals"]) == 5
+
+
+def test_corrupted_labels_memorized_then_inverted(real):
+    """Train accuracy reaches 0.99, then weight decay gives up the 35 % corrupted labels: it
+    falls to ~0.65 while val accuracy reaches 1. The run memorized (event kept), the fall is
+    its own event, and the class is Liu's rule on the first reach, flagged ``inversion``."""
+    name = "corrupted_modadd_seed0.csv"
+    res = real(name)
+    s, train = _series(name, "train/acc")
+    mem, fall = res.event("memorization"), res.event("train_acc_fall")
+    assert_at(mem, crossing(name, "train/acc", stay=False))
+    assert train.max() > 0.99 and train[-1] < 0.7
+    assert fall.step > mem.step and fall.evidence["final"] == pytest.approx(np.median(train[-5:]), abs=0.01)
+    assert "inversion" in res.flags and "inconsistent" not in res.class_reason
+    for v in res.verdicts:   # each verdict: Liu's rule on the crossings computed from the CSV
+        t_tr = round(crossing(name, "train/acc", v["threshold"], stay=False))
+        t_va = round(crossing(name, "val/acc", v["threshold"]))
+        assert (v["t_train"], v["t_val"]) == (t_tr, t_va)
+        assert v["class"] == ("grokking" if t_va / t_tr >= 5 else "comprehension")
+    assert res.run_class == res.verdicts[0]["class"] and [v["threshold"] for v in res.verdicts] == [0.99, 0.9]
