@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .classify import ClassifyConfig, classify_run, rule_text, still_rising
+from .classify import ClassifyConfig, still_rising, verdict_at
 from .events import Event, detect_spikes, fall_event, fit_transition, plateau_argmax, threshold_event
 from .signals import clean, level_at, running_median
 
@@ -194,33 +194,6 @@ def _get(trace, name):
     return np.asarray(s), np.asarray(v, dtype=np.float64)
 
 
-def _within_fit(e: Event, tx) -> Event:
-    """``e`` with its interval widened to where ``tx``'s fitted curve is within the noise of the
-    threshold (when the crossing lies inside the fit window): the crossing of a noisy curve is
-    known no better than that."""
-    if tx is None or not 10 ** tx.window[0] <= e.step <= 10 ** tx.window[1]:
-        return e
-    lo, hi = tx.level_interval(e.evidence["threshold"])
-    return replace(e, low=min(e.low, lo), high=max(e.high, hi))
-
-
-def _verdict(thr, events, cleaned, budget, cc) -> tuple:
-    """The run class at threshold ``thr`` from its (interpolated) events, and its verdict record."""
-    cfg = replace(cc, threshold=thr)
-    mem, gen = events.get("memorization"), events.get("generalization")
-    rng = {k: (e.low, e.high) if e is not None else None for k, e in (("t", mem), ("v", gen))}
-    rc = classify_run(mem.step if mem else None, gen.step if gen else None, budget=budget or 0,
-                      have_train="train" in cleaned, have_val="val" in cleaned,
-                      val_rising="val" in cleaned and still_rising(*cleaned["val"], delta=cc.rising_delta),
-                      train_rising="train" in cleaned and still_rising(*cleaned["train"], delta=cc.rising_delta),
-                      config=cfg, train_range=rng["t"], val_range=rng["v"])
-    return rc, {"threshold": thr, "class": rc.run_class, "censored": rc.censored,
-                "t_train": mem.step if mem else None, "t_val": gen.step if gen else None,
-                "gap": rc.gap_ratio if cc.gap_rule == "ratio" else rc.gap_steps,
-                "gap_range": list(rc.gap_range) if rc.gap_range else None,
-                "ambiguous": rc.ambiguous, "reason": rc.reason, "rule": rule_text(cfg)}
-
-
 def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | None = None) -> AnalysisResult:
     """Analyze one trace (reader API) and return an :class:`AnalysisResult`."""
     cc = config.classify
@@ -269,7 +242,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
         for t in sorted({thr, LIU_THRESHOLD, *config.extra_thresholds}):
             e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis,
                                 smoothed=sm, first_reach=label == "train")
-            e = None if e is None else _within_fit(e, tx)
+            e = e if e is None or tx is None else tx.widen(e)
             by_thr.setdefault(t, {})[evname] = e
             thresholds.setdefault(f"{t:g}", {})[evname] = None if e is None else e.to_dict()
             if t == thr and e is not None:
@@ -277,12 +250,13 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
 
     ev_mem = by_thr.get(thr, {}).get("memorization")
     ev_gen = by_thr.get(thr, {}).get("generalization")
+    rising = {k: k in cleaned and still_rising(*cleaned[k], delta=cc.rising_delta) for k in ("train", "val")}
     rc, verdicts = None, []
     for t in dict.fromkeys((thr, LIU_THRESHOLD)):
-        rc_t, verdict = _verdict(t, by_thr.get(t, {}), cleaned, budget, cc)
+        rc_t, verdict = verdict_at(t, by_thr.get(t, {}), set(cleaned), rising, budget, cc)
         rc = rc or rc_t
         verdicts.append(verdict)
-    val_rising = "val" in cleaned and still_rising(*cleaned["val"], delta=cc.rising_delta)
+    val_rising = rising["val"]
 
     if "train" in cleaned and ev_mem is not None:
         fall = fall_event(*cleaned["train"], thr, cc.ungrok_drop, name="train_acc_fall",

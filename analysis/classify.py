@@ -30,13 +30,13 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .signals import log10_step, running_median
 
-__all__ = ["ClassifyConfig", "RunClass", "rule_text", "classify_run", "still_rising"]
+__all__ = ["ClassifyConfig", "RunClass", "rule_text", "classify_run", "verdict_at", "still_rising"]
 
 CLASSES = ("comprehension", "grokking", "memorization", "confusion", "unknown")
 
@@ -170,3 +170,25 @@ def classify_run(t_train: int | None, t_val: int | None, *, budget: int,
     if train_rising:
         reason += " (censored, not yet: train still rising at the end)"
     return RunClass("confusion", train_rising, reason)
+
+
+def verdict_at(thr: float, events: dict, have: set, rising: dict, budget: int | None,
+               config: ClassifyConfig) -> tuple[RunClass, dict]:
+    """The class at threshold ``thr`` from the ``memorization`` / ``generalization`` events
+    (interpolated steps, measurement intervals) and its ``verdicts[]`` record for analysis.json.
+
+    ``have``: the accuracy series present (``"train"``, ``"val"``); ``rising``: whether each
+    still rises at the end.
+    """
+    cfg = replace(config, threshold=thr)
+    mem, gen = events.get("memorization"), events.get("generalization")
+    rc = classify_run(mem.step if mem else None, gen.step if gen else None, budget=budget or 0,
+                      have_train="train" in have, have_val="val" in have,
+                      val_rising=rising["val"], train_rising=rising["train"], config=cfg,
+                      train_range=(mem.low, mem.high) if mem else None,
+                      val_range=(gen.low, gen.high) if gen else None)
+    return rc, {"threshold": thr, "class": rc.run_class, "censored": rc.censored,
+                "t_train": mem.step if mem else None, "t_val": gen.step if gen else None,
+                "gap": rc.gap_ratio if config.gap_rule == "ratio" else rc.gap_steps,
+                "gap_range": list(rc.gap_range) if rc.gap_range else None,
+                "ambiguous": rc.ambiguous, "reason": rc.reason, "rule": rule_text(cfg)}

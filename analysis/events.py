@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -71,6 +71,15 @@ class Transition:
         x_lo, x_hi = _band((self.lo * d, self.hi * d, self.x0, self.width),
                            np.asarray(self.resid_x), np.asarray(self.resid), level * d)
         return max(0, int(math.floor(10 ** x_lo))), int(math.ceil(10 ** x_hi))
+
+    def widen(self, e: Event) -> Event:
+        """Threshold event ``e`` with its interval widened to :meth:`level_interval` of its
+        threshold when it lies inside the fit window: a noisy curve's crossing is known no
+        better than that."""
+        if not 10 ** self.window[0] <= e.step <= 10 ** self.window[1]:
+            return e
+        lo, hi = self.level_interval(e.evidence["threshold"])
+        return replace(e, low=min(e.low, lo), high=max(e.high, hi))
 
     def to_dict(self) -> dict:
         return {"signal": self.signal, "lo": self.lo, "hi": self.hi, "log10_midpoint": self.x0,
