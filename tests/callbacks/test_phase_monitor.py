@@ -94,8 +94,9 @@ def test_stop_after_generalization_saves_steps(tmp_path, full_run):
     gen = mon.logged["generalization"]
     assert gen == mon_full.logged["generalization"]          # same seed, same trace
     assert trainer.global_step == mon.stopped_at
-    # confirmed 60 steps after, then stop once 40 steps past it, at the next check
-    assert gen + 60 <= mon.stopped_at <= gen + 60 + 40 + 20
+    # confirmed 2-3 evaluations (40-60 steps) after the interpolated step, then stop once 40
+    # steps past it, at the next check
+    assert gen + 40 <= mon.stopped_at <= gen + 60 + 40 + 20
     assert STEPS - trainer.global_step >= 150
     steps, val = load_run(trainer.logger.log_dir).series("val/acc")
     assert steps[-1] == trainer.global_step and val[-1] >= 0.99
