@@ -1,4 +1,10 @@
-"""Several runs: seeds of one config (distribution of each event step) and sweeps.
+"""Several runs: seeds of one config (spread of each event step over seeds) and sweeps.
+
+Two uncertainties, named apart (docs/science.md#events-run-classes-and-intervals): each row
+keeps every event's MEASUREMENT interval (``rows[].intervals``: where the event of that one
+run may lie, from its evaluation grid and noise); each group of seeds reports the ACROSS-SEED
+SPREAD of the event step (``groups[].spread[event]``: n, min, q25, median, q75, max, geometric
+mean, log10 std) -- how much the event moves from seed to seed.
 
 Runs are grouped by their hyperparameters minus any key whose last part contains
 ``seed``. Hyperparameters come from ``RUN/config.yaml`` (flattened with dots) or the
@@ -25,7 +31,8 @@ import numpy as np
 __all__ = ["EVENT_COLUMNS", "run_params", "aggregate_results", "format_table", "write_aggregate"]
 
 EVENT_COLUMNS = ("memorization", "generalization", "generalization_onset",
-                 "generalization_midpoint", "generalization_completion")
+                 "generalization_midpoint", "generalization_completion", "train_acc_fall",
+                 "best_val_plateau")
 
 
 def _flatten(d, prefix=""):
@@ -83,8 +90,10 @@ def _stats(steps):
         return None
     a = np.asarray(steps, dtype=float)
     lg = np.log10(np.maximum(a, 0.5))
-    return {"n": int(a.size), "median": float(np.median(a)), "min": int(a.min()), "max": int(a.max()),
-            "geo_mean": float(10 ** lg.mean()), "log10_std": float(lg.std(ddof=1)) if a.size > 1 else 0.0}
+    q25, med, q75 = (float(q) for q in np.quantile(a, (0.25, 0.5, 0.75)))
+    return {"n": int(a.size), "min": int(a.min()), "q25": q25, "median": med, "q75": q75,
+            "max": int(a.max()), "geo_mean": float(10 ** lg.mean()),
+            "log10_std": float(lg.std(ddof=1)) if a.size > 1 else 0.0}
 
 
 def aggregate_results(results, params: list[dict] | None = None) -> dict:
@@ -98,10 +107,11 @@ def aggregate_results(results, params: list[dict] | None = None) -> dict:
     rows = []
     for res, p in zip(results, params):
         row = {"run": res.run, "run_class": res.run_class, "censored": res.censored,
-               "flags": list(res.flags), "params": {k: p.get(k) for k in varying}}
+               "flags": list(res.flags), "params": {k: p.get(k) for k in varying}, "intervals": {}}
         for name in EVENT_COLUMNS:
             e = res.event(name)
             row[name] = None if e is None else e.step
+            row["intervals"][name] = None if e is None else [e.low, e.high]
         rows.append(row)
     groups: dict = {}
     for row in rows:
@@ -112,7 +122,7 @@ def aggregate_results(results, params: list[dict] | None = None) -> dict:
         classes = Counter(r["run_class"] for r in rs)
         out_groups.append({"params": json.loads(key), "n": len(rs), "classes": dict(classes),
                            "majority_class": classes.most_common(1)[0][0],
-                           "events": {n: _stats([r[n] for r in rs]) for n in EVENT_COLUMNS}})
+                           "spread": {n: _stats([r[n] for r in rs]) for n in EVENT_COLUMNS}})
     diagram = None
     if len(varying) == 2:
         a, b = varying
@@ -147,11 +157,12 @@ def format_table(agg: dict) -> str:
         vals = [name, *[_fmt(r["params"].get(k)) for k in agg["varying"]],
                 r["run_class"] + ("*" if r["censored"] else ""), *[_fmt(r[c]) for c in EVENT_COLUMNS[:3]]]
         lines.append("  ".join(f"{v:>14}" for v in vals))
-    lines.append("groups (median step over seeds; * = censored):")
+    lines.append("groups (spread over seeds: median [min-max] step; * = censored):")
     for g in agg["groups"]:
-        ev = {n: (s["median"] if s else None) for n, s in g["events"].items()}
-        lines.append(f"  {g['params'] or '(all)'} n={g['n']} classes={g['classes']} "
-                     + " ".join(f"{n}={_fmt(ev[n])}" for n in EVENT_COLUMNS[:2]))
+        sp = g["spread"]
+        lines.append(f"  {g['params'] or '(all)'} n={g['n']} classes={g['classes']} " + " ".join(
+            f"{n}={_fmt(sp[n]['median'])} [{sp[n]['min']}-{sp[n]['max']}]" if sp[n] else f"{n}=-"
+            for n in EVENT_COLUMNS[:2]))
     return "\n".join(lines)
 
 

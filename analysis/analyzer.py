@@ -20,14 +20,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .classify import ClassifyConfig, classify_run, still_rising
-from .events import Event, detect_spikes, fit_transition, noise_band, threshold_event
+from .classify import ClassifyConfig, still_rising, verdict_at
+from .events import Event, detect_spikes, fall_event, fit_transition, plateau_argmax, threshold_event
 from .signals import clean, level_at, running_median
 
 __all__ = ["SCHEMA_VERSION", "AnalysisConfig", "AnalysisResult", "analyze_trace", "analyze_run",
            "write_analysis"]
 
 from .schema import SCHEMA_VERSION  # noqa: E402  (the documented schema lives there)
+
+
+#: Liu et al. 2022's accuracy threshold: its verdict is always reported beside the configured one
+LIU_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class AnalysisResult:
     insufficient: tuple
     series: tuple
     config: dict = field(default_factory=dict)
+    verdicts: tuple = ()
 
     def event(self, name: str) -> Event | None:
         """The first event called ``name`` (None if absent)."""
@@ -91,6 +96,7 @@ class AnalysisResult:
             "run_class": self.run_class,
             "censored": self.censored,
             "class_reason": self.class_reason,
+            "verdicts": list(self.verdicts),
             "budget": self.budget,
             "flags": list(self.flags),
             "events": [e.to_dict() for e in self.events],
@@ -108,6 +114,10 @@ class AnalysisResult:
         lines = [f"run: {self.run or '<memory>'}  (budget {self.budget} steps)",
                  f"class: {self.run_class}{' (censored: not yet)' if self.censored else ''}"
                  f" - {self.class_reason}"]
+        for v in self.verdicts[1:]:
+            if v["class"] != self.run_class:
+                lines.append(f"class at threshold {v['threshold']:g} (Liu et al.): {v['class']}"
+                             f"{' (censored: not yet)' if v['censored'] else ''} - {v['reason']}")
         if self.flags:
             lines.append("flags: " + ", ".join(self.flags))
         for e in self.events:
@@ -184,21 +194,6 @@ def _get(trace, name):
     return np.asarray(s), np.asarray(v, dtype=np.float64)
 
 
-def _ungrok(steps, values, thr, drop, signal="val/acc") -> Event | None:
-    """val reached ``thr`` (running median) and later fell below ``thr - drop`` and stayed."""
-    if steps.size < 5:
-        return None
-    sm = running_median(values, 5)
-    up = np.flatnonzero(sm >= thr)
-    if up.size == 0 or sm[-1] >= thr - drop:
-        return None
-    down = np.flatnonzero(sm[up[0]:] < thr - drop) + up[0]
-    i = int(down[0])
-    a, b = noise_band(-values, i, -(thr - drop))
-    return Event("ungrokking", int(steps[i]), int(steps[max(min(i - 1, a), 0)]), int(steps[max(i, b)]), signal,
-                 {"reached_at": int(steps[up[0]]), "final": float(sm[-1]), "drop": drop})
-
-
 def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | None = None) -> AnalysisResult:
     """Analyze one trace (reader API) and return an :class:`AnalysisResult`."""
     cc = config.classify
@@ -226,6 +221,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
         events.append(Event("diverged", b, b, b, n, {"first_nonfinite_step": b}))
 
     cleaned = {}
+    by_thr: dict = {}                       # threshold -> {event name: Event}
     for key, got, label, evname in ((config.train_acc, tr, "train", "memorization"),
                                     (config.val_acc, va, "val", "generalization")):
         if got is None:
@@ -236,31 +232,46 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
             insufficient.append(f"insufficient data for {evname}: {s.size} finite points in {key!r}")
             continue
         cleaned[label] = (s, v)
-        sm = running_median(v, 5) if v.size >= 5 else v
-        for t in sorted({thr, *config.extra_thresholds}):
-            e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis, smoothed=sm)
-            thresholds.setdefault(f"{t:g}", {})[evname] = None if e is None else e.to_dict()
-            if t == thr and e is not None:
-                events.append(e)
         tx = fit_transition(s, v, signal=key, name=evname)
         if tx is not None:
             transitions[key] = tx.to_dict()
             events.extend([tx.onset, tx.midpoint, tx.completion])
         elif float(np.ptp(v)) >= 0.1:
             insufficient.append(f"no transition fitted to {key}: not a single reliable rise")
+        sm = running_median(v, 5) if v.size >= 5 else v
+        for t in sorted({thr, LIU_THRESHOLD, *config.extra_thresholds}):
+            e = threshold_event(s, v, t, name=evname, signal=key, hysteresis=cc.hysteresis,
+                                smoothed=sm, first_reach=label == "train")
+            e = e if e is None or tx is None else tx.widen(e)
+            by_thr.setdefault(t, {})[evname] = e
+            thresholds.setdefault(f"{t:g}", {})[evname] = None if e is None else e.to_dict()
+            if t == thr and e is not None:
+                events.append(e)
 
-    ev_mem = next((e for e in events if e.name == "memorization"), None)
-    ev_gen = next((e for e in events if e.name == "generalization"), None)
-    have_train, have_val = "train" in cleaned, "val" in cleaned
-    val_rising = have_val and still_rising(*cleaned["val"], delta=cc.rising_delta)
-    train_rising = have_train and still_rising(*cleaned["train"], delta=cc.rising_delta)
-    rc = classify_run(ev_mem.step if ev_mem else None, ev_gen.step if ev_gen else None,
-                      budget=budget or 0, have_train=have_train, have_val=have_val,
-                      val_rising=val_rising, train_rising=train_rising, config=cc)
+    ev_mem = by_thr.get(thr, {}).get("memorization")
+    ev_gen = by_thr.get(thr, {}).get("generalization")
+    rising = {k: k in cleaned and still_rising(*cleaned[k], delta=cc.rising_delta) for k in ("train", "val")}
+    rc, verdicts = None, []
+    for t in dict.fromkeys((thr, LIU_THRESHOLD)):
+        rc_t, verdict = verdict_at(t, by_thr.get(t, {}), set(cleaned), rising, budget, cc)
+        rc = rc or rc_t
+        verdicts.append(verdict)
+    val_rising = rising["val"]
 
-    if have_val:
+    if "train" in cleaned and ev_mem is not None:
+        fall = fall_event(*cleaned["train"], thr, cc.ungrok_drop, name="train_acc_fall",
+                          signal=config.train_acc)
+        if fall is not None:
+            flag = "inversion" if ev_gen is not None else "forgetting"
+            flags.append(flag)
+            events.append(replace(fall, evidence={**fall.evidence, "flag": flag}))
+            note = (f"; train acc then fell to {fall.evidence['final']:.3g} (below {thr - cc.ungrok_drop:g}"
+                    f" from step {fall.step}): {flag}")
+            rc = replace(rc, reason=rc.reason + note)
+            verdicts[0]["reason"] += note
+    if "val" in cleaned:
         s, v = cleaned["val"]
-        ug = _ungrok(s, v, thr, cc.ungrok_drop, config.val_acc)
+        ug = fall_event(s, v, thr, cc.ungrok_drop, name="ungrokking", signal=config.val_acc)
         if ug is not None:
             flags.append("ungrokking")
             events.append(ug)
@@ -306,14 +317,14 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
                                     {k: o1[k] for k in ("baseline", "delta", "k") if k in o1}))
         if memo.get("o2"):
             o2 = memo["o2"]
-            events.append(Event("early_stopping", o2["step"], o2["step"], o2["step"], config.val_acc,
-                                {"smoothed_val_acc": o2["smoothed_val_acc"]}))
+            events.append(Event("best_val_plateau", o2["step"], o2["low"], o2["high"], config.val_acc,
+                                {k: o2[k] for k in ("smoothed_val_acc", "tolerance")}))
 
     events.sort(key=lambda e: (e.step if e.step is not None else -1, e.name))
     return AnalysisResult(run, rc.run_class, rc.censored, rc.reason, budget, tuple(flags),
                           tuple(events), thresholds, transitions, phases, memo, tuple(insufficient),
                           tuple(names), {**config.to_dict(), "gap_steps": rc.gap_steps,
-                                         "gap_ratio": rc.gap_ratio})
+                                         "gap_ratio": rc.gap_ratio}, tuple(verdicts))
 
 
 def analyze_run(path, config: AnalysisConfig = AnalysisConfig()) -> AnalysisResult:

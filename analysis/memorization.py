@@ -1,4 +1,4 @@
-"""Memorization from per-example traces (SCIENCE.md section 4).
+"""Memorization from per-example traces (docs/science.md#memorization).
 
 Per-example arrays read from the run (``n_train`` = number of training examples, one
 array per evaluation step unless noted):
@@ -17,11 +17,13 @@ Capacity (memorized bits) is computed when the run is a random-target task: meta
 "out_len": L, "n_params": P}`` (CLI: ``--random-targets --vocab V --out-len L --n-params P``).
 
 Computed: O1 (corrupted-subset onset: accuracy above its early baseline + delta for k
-consecutive evals; t50, t90), O2 (argmax of smoothed val acc), O3 (per-example
+consecutive evals; t50, t90), O2 (argmax of smoothed val acc, with the plateau within the
+noise of the maximum as its interval; event ``best_val_plateau``), O3 (per-example
 tau_i = start of the final correct streak; quantiles and F(s); also the first k-eval correct
 streak and how many memorizations were undone by the end), O4 (clean - corrupted
-accuracy gap: peak and fall), forgetting events (1 -> 0), cartography (confidence,
-variability, correctness; AUROC of low confidence vs corrupted), memorized bits.
+accuracy gap: peak and fall), forgetting events (1 -> 0, counted on a uniform step grid),
+cartography (confidence, variability, correctness, time-weighted; AUROC of low confidence vs
+corrupted), memorized bits. Definitions: docs/science.md#memorization.
 
 Example:
     >>> from phasewatch.analysis.synthetic_examples import corrupted_examples
@@ -35,10 +37,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
-from .signals import running_median
+from .events import plateau_argmax
 
-__all__ = ["ARRAY_NAMES", "memorized_at", "first_memorized", "o1_onset", "forgetting_events", "cartography", "auroc",
+__all__ = ["ARRAY_NAMES", "memorized_at", "first_memorized", "o1_onset", "forgetting_events", "uniform_rows",
+           "step_weights", "cartography", "auroc",
            "memorized_bits", "memorization_from_trace"]
 
 ARRAY_NAMES = {"correct": "examples/train/correct", "loss": "examples/train/loss",
@@ -124,6 +128,37 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
     return ((c[:-1] == 1) & (c[1:] == 0)).sum(0)
 
 
+def uniform_rows(steps: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resample evaluations to a uniform step grid at their largest spacing (each grid step takes
+    the last evaluation at or before it), so dense early evaluations do not count more than
+    sparse late ones (docs/science.md#memorization).
+
+    >>> g, r = uniform_rows(np.array([0, 1, 2, 3, 10, 20]), np.array([0, 1, 0, 1, 1, 0]))
+    >>> g.tolist(), r.tolist()
+    ([0, 10, 20], [0, 1, 0])
+    """
+    steps = np.asarray(steps)
+    if steps.size < 2:
+        return steps, np.asarray(rows)
+    gap = int(np.max(np.diff(steps)))
+    grid = np.arange(steps[0], steps[-1] + 1, max(gap, 1))
+    return grid, np.asarray(rows)[np.searchsorted(steps, grid, side="right") - 1]
+
+
+def step_weights(steps: np.ndarray) -> np.ndarray:
+    """Share of the run each evaluation stands for: half the gap to each neighbour (trapezoid rule).
+
+    >>> step_weights(np.array([0, 10, 20, 60])).tolist()
+    [0.0833..., 0.1666..., 0.4166..., 0.3333...]
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    if s.size < 2 or s[-1] == s[0]:
+        return np.full(s.size, 1.0 / max(s.size, 1))
+    d = np.diff(s)
+    w = np.r_[d, 0.0] / 2 + np.r_[0.0, d] / 2
+    return w / w.sum()
+
+
 def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
     """Area under the ROC curve of ``score`` for ``positive`` (Mann-Whitney, ties averaged)."""
     from scipy.stats import rankdata
@@ -135,10 +170,16 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
     return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def cartography(p_label: np.ndarray, correct: np.ndarray) -> dict[str, np.ndarray]:
-    """Swayamdipta et al. 2020: per-example confidence (mean p), variability (std, ddof 0), correctness."""
+def cartography(p_label: np.ndarray, correct: np.ndarray, steps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Swayamdipta et al. 2020: per-example confidence (mean p), variability (std, ddof 0), correctness.
+
+    With ``steps`` the means are over training time (:func:`step_weights`), not over evaluations.
+    """
     p = np.asarray(p_label, dtype=np.float64)
-    return {"confidence": p.mean(0), "variability": p.std(0), "correctness": np.asarray(correct, float).mean(0)}
+    w = np.full(p.shape[0], 1.0 / p.shape[0]) if steps is None else step_weights(steps)
+    mean = w @ p
+    return {"confidence": mean, "variability": np.sqrt(np.maximum(w @ (p - mean) ** 2, 0.0)),
+            "correctness": w @ np.asarray(correct, dtype=np.float64)}
 
 
 def memorized_bits(nll_nats: np.ndarray, vocab: int, out_len: int = 1) -> np.ndarray:
@@ -174,10 +215,10 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
     """
     out: dict = {}
     if val is not None and len(val[0]) >= 3:
-        s, v = val
-        sm = np.convolve(running_median(v, 5), np.ones(5) / 5, mode="same") if v.size >= 5 else v
-        i = int(np.argmax(sm))
-        out["o2"] = {"step": int(s[i]), "smoothed_val_acc": float(sm[i])}
+        best = plateau_argmax(*val, name="best_val_plateau", signal="val")
+        out["o2"] = {"step": best.step, "low": best.low, "high": best.high,
+                     "smoothed_val_acc": best.evidence["smoothed_max"],
+                     "tolerance": best.evidence["tolerance"]}
     got = _arr(trace, "correct")
     loss = _arr(trace, "loss")
     if got is None and loss is None:
@@ -225,15 +266,17 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
     idx = _subsample(steps.size)
     out["o3"]["F"] = {"steps": steps[idx].tolist(),
                       **{name: [float(np.mean(tau[m] <= steps[i])) for i in idx] for name, m in subsets.items()}}
-    fe = forgetting_events(C)
-    out["forgetting"] = {name: {"mean_events": float(fe[m].mean()), "never_forgotten": float(np.mean(fe[m] == 0))}
-                         for name, m in subsets.items()}
+    grid, Cg = uniform_rows(steps, C)
+    fe = forgetting_events(Cg)
+    out["forgetting"] = {"grid_step": int(grid[1] - grid[0]) if grid.size > 1 else None,
+                         **{name: {"mean_events": float(fe[m].mean()), "never_forgotten": float(np.mean(fe[m] == 0))}
+                            for name, m in subsets.items()}}
     if "corrupted" in subsets:
         acc_c = C[:, corrupted].mean(1)
         acc_k = C[:, ~corrupted].mean(1)
         out["o1"] = o1_onset(steps, acc_c, delta=delta, k=k)
         gap = acc_k - acc_c
-        g = np.convolve(gap, np.ones(3) / 3, mode="same") if gap.size >= 3 else gap
+        g = uniform_filter1d(gap, size=3, mode="nearest") if gap.size >= 3 else gap   # no zero padding
         ip = int(np.argmax(g))
         fall = np.flatnonzero(g[ip:] < g[ip] / 2)
         out["o4"] = {"peak_step": int(steps[ip]), "peak_gap": float(g[ip]),
@@ -259,8 +302,9 @@ def memorization_from_trace(trace, val=None, delta: float = 0.1, k: int = 3,
         common = np.intersect1d(ps, steps)
         P = P.reshape(P.shape[0], -1)[np.isin(ps, common)]
         Cc = C[np.isin(steps, common)]
-        cart = cartography(P, Cc)
-        res = {"source": "p_true" if _arr(trace, "p_true") is not None else "exp(-loss)"}
+        cart = cartography(P, Cc, common)
+        res = {"source": "p_true" if _arr(trace, "p_true") is not None else "exp(-loss)",
+               "weighting": "training time (trapezoid step weights)"}
         for name, m in subsets.items():
             res[name] = {key: float(np.median(val_[m])) for key, val_ in cart.items()}
         if corrupted is not None:

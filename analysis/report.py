@@ -29,7 +29,8 @@ PROGRESS_LOSSES = ("circuit/excluded_loss", "circuit/restricted_loss", "train/lo
 SPARSITY = ("circuit/gini", "circuit/gini_embed", "circuit/gini_unembed", "circuit/ipr_mean",
             "circuit/frac_explained")
 MARKED = {"memorization": "tab:orange", "generalization": "tab:green", "ungrokking": "tab:red",
-          "corrupted_memorization_t50": "tab:purple", "early_stopping": "tab:gray", "diverged": "black"}
+          "corrupted_memorization_t50": "tab:purple", "best_val_plateau": "tab:gray",
+          "train_acc_fall": "tab:brown", "diverged": "black"}
 
 
 def _plt():

@@ -1,19 +1,20 @@
-"""The analysis.json schema (version 1) and a reader that checks it.
+"""The analysis.json schema (version 2) and a reader that checks it.
 
 ``RUN/analysis/analysis.json`` (strict JSON: non-finite numbers are written as null):
 
 | key | type | meaning |
 |---|---|---|
-| ``schema_version`` | int | 1; readers refuse other versions |
+| ``schema_version`` | int | 2; readers refuse other versions with a one-line "re-run `phasewatch analyze`" (version 1 had ``early_stopping`` and evaluation-step crossings) |
 | ``run`` | str or null | the analyzed run directory |
 | ``run_class`` | str | ``comprehension`` / ``grokking`` / ``memorization`` / ``confusion`` / ``unknown`` (Liu et al. 2022; rules in ``classify.py``) |
 | ``censored`` | bool | the class may still change with more steps ("not yet", budget-aware) |
 | ``class_reason`` | str | the rule and numbers that gave the class |
+| ``verdicts`` | list[{threshold, class, censored, t_train, t_val, gap, gap_range, ambiguous, reason, rule}] | the class at the configured threshold (first, = ``run_class``) and at Liu et al.'s 0.9; ``gap`` is t_val/t_train (or t_val - t_train), ``gap_range`` its range over the measurement intervals, ``ambiguous`` when that range straddles the cutoff, ``rule`` the rule in words |
 | ``budget`` | int or null | last logged step |
-| ``flags`` | list[str] | any of ``diverged``, ``slingshot``, ``ungrokking``, ``semi_grokking`` |
+| ``flags`` | list[str] | any of ``diverged``, ``slingshot``, ``inversion``, ``forgetting``, ``ungrokking``, ``semi_grokking`` |
 | ``events`` | list[event] | sorted by step; see below |
-| ``thresholds`` | {"0.9"/"0.95"/"0.99": {"memorization": event or null, "generalization": event or null}} | reach-and-stay steps at each threshold |
-| ``transitions`` | {signal: {lo, hi, log10_midpoint, width_decades, rmse, onset, midpoint, completion}} | log-step sigmoid fitted to the last rise of train/val accuracy |
+| ``thresholds`` | {"0.9"/"0.95"/"0.99": {"memorization": event or null, "generalization": event or null}} | crossing steps at each threshold (train: first reach, val: reach and stay) |
+| ``transitions`` | {signal: {lo, hi, log10_midpoint, width_decades, rmse, log10_window, onset, midpoint, completion}} | log-step sigmoid fitted to the last rise of train/val accuracy |
 | ``phases`` | {boundaries: [event-like], phases: [{name, start, end, change: {signal: scaled change}}], signals, noise_var, grid_end} or {insufficient} | Nanda phases |
 | ``memorization`` | {o1, o2, o3, o4, forgetting, cartography, capacity, subset_acc, corrupted_true_label, n_examples} (present parts only) | per-example results (``memorization.py``) |
 | ``insufficient`` | list[str] | "insufficient data for X: why" notes |
@@ -21,18 +22,28 @@
 | ``config`` | dict | every threshold and rule used (``AnalysisConfig``), plus ``gap_steps`` / ``gap_ratio`` |
 
 An event: ``{"name", "step", "low", "high", "signal", "evidence": {...}}`` (steps are
-optimizer steps; ``[low, high]`` is the uncertainty interval). Event names:
-``memorization`` / ``generalization`` (threshold reached and kept; interval = sampling gap
-plus noise band), ``memorization_onset|midpoint|completion`` and
-``generalization_onset|midpoint|completion`` (10/50/90% of the fitted rise; interval
-+-1.96 SE), ``diverged``, ``slingshot``, ``ungrokking``, ``semi_grokking``,
-``memorization_end`` / ``circuit_formation_end`` / ``cleanup_end`` (Nanda boundaries),
-``corrupted_memorization_onset|t50|t90`` (O1; ``examples_memorization_*`` on all examples
-when there is no corrupted tag), ``early_stopping`` (O2). Phases carry ``tentative: true``
-when the run has not generalized (only the end of memorization is searched).
+optimizer steps). ``[low, high]`` is the MEASUREMENT interval of this one run: where the
+event may lie given the evaluation grid and the curve's noise (never narrower than the two
+evaluations that bracket it). It is not the spread over seeds: ``phasewatch aggregate``
+reports that per event (``groups[].spread``). Event names (docs/science.md#events-run-classes-and-intervals):
+``memorization`` (train accuracy first reaches the threshold, kept if it falls later) /
+``generalization`` (val accuracy reaches it and stays); step interpolated between
+evaluations (``evidence.interpolated_step``, ``evidence.bracket``); interval = bracketing
+evaluations, noise band, and the fitted rise's inverse prediction band.
+``memorization_onset|midpoint|completion`` and ``generalization_onset|midpoint|completion``
+(10/50/90% of the fitted rise; interval = inverse prediction band from local residuals,
+bracketing evaluations, the data's own crossing). ``train_acc_fall`` (train accuracy fell
+``ungrok_drop`` below the threshold after memorization and ended there; ``evidence.final``,
+``evidence.flag`` = ``inversion`` or ``forgetting``), ``diverged``, ``slingshot``,
+``ungrokking``, ``semi_grokking``, ``memorization_end`` / ``circuit_formation_end`` /
+``cleanup_end`` (Nanda boundaries), ``corrupted_memorization_onset|t50|t90`` (O1;
+``examples_memorization_*`` on all examples when there is no corrupted tag),
+``best_val_plateau`` (O2: argmax of smoothed val accuracy; interval = the steps whose
+smoothed val accuracy is within ``evidence.tolerance`` of the maximum). Phases carry
+``tentative: true`` when the run has not generalized (only the end of memorization is searched).
 
 Example:
-    >>> doc = {"schema_version": 1, "run_class": "grokking", "flags": [], "events": []}
+    >>> doc = {"schema_version": 2, "run_class": "grokking", "flags": [], "events": []}
     >>> check_analysis(doc)["run_class"]
     'grokking'
 """
@@ -42,9 +53,9 @@ import json
 
 __all__ = ["SCHEMA_VERSION", "RUN_CLASSES", "FLAGS", "check_analysis", "load_analysis"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_CLASSES = ("comprehension", "grokking", "memorization", "confusion", "unknown")
-FLAGS = ("diverged", "slingshot", "ungrokking", "semi_grokking")
+FLAGS = ("diverged", "slingshot", "inversion", "forgetting", "ungrokking", "semi_grokking")
 EVENT_KEYS = ("name", "step", "low", "high", "signal")
 
 

@@ -91,7 +91,8 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
         s, v = cleaned.get(key, (np.array([]), np.array([])))
         if s.size < 3:
             continue
-        e = threshold_event(s, v, cc.threshold, name=evname, signal=key, hysteresis=cc.hysteresis)
+        e = threshold_event(s, v, cc.threshold, name=evname, signal=key, hysteresis=cc.hysteresis,
+                            first_reach=evname == "memorization")   # as the offline analyzer
         if e is not None:
             hits[evname] = e
             if int(np.sum(s > e.step)) >= confirm:

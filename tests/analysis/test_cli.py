@@ -8,6 +8,7 @@ import pytest
 from phasewatch.analysis import load_run
 from phasewatch.analysis.analyzer import analyze_run
 from phasewatch.analysis.cli import main
+from phasewatch.analysis.schema import SCHEMA_VERSION
 from phasewatch.analysis.synthetic import make_run
 
 
@@ -18,7 +19,7 @@ def test_analyze_writes_versioned_json_and_prints_summary(make_run_dir, capsys):
     out = capsys.readouterr().out
     assert "class: grokking" in out and "generalization" in out
     doc = json.loads((run / "analysis" / "analysis.json").read_text())
-    assert doc["schema_version"] == 1 and doc["run_class"] == "grokking"
+    assert doc["schema_version"] == SCHEMA_VERSION == 2 and doc["run_class"] == "grokking"
     names = {e["name"] for e in doc["events"]}
     assert {"memorization", "generalization", "generalization_onset"} <= names
     for e in doc["events"]:
@@ -27,10 +28,11 @@ def test_analyze_writes_versioned_json_and_prints_summary(make_run_dir, capsys):
     assert doc["thresholds"]["0.9"]["generalization"]["step"] <= doc["thresholds"]["0.99"]["generalization"]["step"]
     from phasewatch.analysis.schema import load_analysis
     assert load_analysis(run / "analysis" / "analysis.json")["run_class"] == "grokking"
-    doc["schema_version"] = 99
-    (run / "analysis" / "bad.json").write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="bad.json: schema_version 99"):
-        load_analysis(run / "analysis" / "bad.json")
+    for old in (99, 1):   # a version-1 file (before verdicts / best_val_plateau) is refused in one line
+        doc["schema_version"] = old
+        (run / "analysis" / "bad.json").write_text(json.dumps(doc))
+        with pytest.raises(ValueError, match=f"bad.json: schema_version {old} is not 2; re-run"):
+            load_analysis(run / "analysis" / "bad.json")
     res = analyze_run(run)  # the library call gives the same verdict
     assert res.run_class == doc["run_class"] and res.event("generalization").step == \
         next(e["step"] for e in doc["events"] if e["name"] == "generalization")
@@ -91,7 +93,13 @@ def test_sweep_with_two_hyperparameters_gives_a_phase_diagram():
     assert d["x_values"] == [0.3, 0.5] and d["y_values"] == [0.0, 1.0]
     assert d["classes"] == [["memorization", "memorization"], ["memorization", "grokking"]]
     g = next(g for g in agg["groups"] if g["majority_class"] == "grokking")
-    assert g["n"] == 2 and g["events"]["generalization"]["n"] == 2
+    assert g["n"] == 2 and g["spread"]["generalization"]["n"] == 2
+    # across-seed spread of the two grokking seeds, next to each run's own measurement interval
+    gen = sorted(r.event("generalization").step for r in results[6:])
+    sp = g["spread"]["generalization"]
+    assert (sp["min"], sp["median"], sp["max"]) == (gen[0], (gen[0] + gen[1]) / 2, gen[1])
+    e = results[6].event("generalization")
+    assert agg["rows"][6]["intervals"]["generalization"] == [e.low, e.high]
 
 
 def test_run_params_from_config_yaml_and_hparams_meta_skip_bookkeeping(make_run_dir):

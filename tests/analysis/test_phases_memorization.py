@@ -79,7 +79,9 @@ def test_corrupted_label_o1_o3_cartography_match_truth(seed):
     assert m["cartography"]["auroc_low_confidence_vs_corrupted"] > 0.95
     assert m["o4"]["peak_gap"] > 0.9 and m["o4"]["fall_step"] is not None
     assert res.event("corrupted_memorization_t50").step == m["o1"]["t50"]
-    assert res.event("early_stopping").step == m["o2"]["step"]
+    best = res.event("best_val_plateau")
+    assert (best.step, best.low, best.high) == (m["o2"]["step"], m["o2"]["low"], m["o2"]["high"])
+    assert best.low <= best.step <= best.high
     F = m["o3"]["F"]
     assert F["corrupted"][-1] == 1.0 and F["corrupted"][0] == 0.0
     assert sa["corrupted"][-1] == 1.0

@@ -1,7 +1,8 @@
 """The analyzer against synthetic traces with known answers (analysis/synthetic.py).
 
-Acceptance: event steps within 0.05 decades of the truth in >= 95% of cases, the right
-class in >= 95%, and no ``grokking`` verdict on any control.
+Acceptance: event steps within 0.05 decades of the truth in >= 95% of cases, measurement
+intervals covering the truth in >= 90%, the right class in >= 95%, and no ``grokking``
+verdict on any control.
 """
 import math
 
@@ -51,7 +52,7 @@ def test_event_steps_within_005_decades(results, kind):
                 covered += 1
     if n:
         assert ok / n >= 0.95, f"{ok}/{n} within 0.05 decades"
-        assert covered / n >= 0.5, f"interval covers the truth only {covered}/{n}"
+        assert covered / n >= 0.9, f"interval covers the truth only {covered}/{n}"   # nominal 95 %
 
 
 @pytest.mark.parametrize("kind", CONTROLS)

@@ -63,9 +63,12 @@ def test_online_events_equal_offline_analysis(full_run):
         assert online[name]["step"] == offline.event(name).step
         # the interval is the one known at detection time (the offline one sees later samples)
         assert online[name]["payload"]["low"] <= online[name]["step"] <= online[name]["payload"]["high"]
-    # detected within the confirmation window: 3 more evaluations (60 steps) + the check cadence
+    # detected within the confirmation window: the step is interpolated inside its bracket of
+    # evaluations; 2 more evaluations after the bracket's end (40 steps) + the check cadence
     gen = online["generalization"]
-    assert gen["step"] + 60 <= gen["payload"]["detected_at"] <= gen["step"] + 60 + 20
+    lo, hi = gen["payload"]["evidence"]["bracket"]
+    assert lo < gen["step"] <= hi and hi - lo == 20
+    assert hi + 40 <= gen["payload"]["detected_at"] <= hi + 40 + 20
     assert 500 <= gen["step"] <= 700 and online["memorization"]["step"] < 250
     # every event once: online ones, then the final-only ones (transition fits), no duplicates
     with load_run(run_dir) as run:
@@ -91,8 +94,9 @@ def test_stop_after_generalization_saves_steps(tmp_path, full_run):
     gen = mon.logged["generalization"]
     assert gen == mon_full.logged["generalization"]          # same seed, same trace
     assert trainer.global_step == mon.stopped_at
-    # confirmed 60 steps after, then stop once 40 steps past it, at the next check
-    assert gen + 60 <= mon.stopped_at <= gen + 60 + 40 + 20
+    # confirmed 2-3 evaluations (40-60 steps) after the interpolated step, then stop once 40
+    # steps past it, at the next check
+    assert gen + 40 <= mon.stopped_at <= gen + 60 + 40 + 20
     assert STEPS - trainer.global_step >= 150
     steps, val = load_run(trainer.logger.log_dir).series("val/acc")
     assert steps[-1] == trainer.global_step and val[-1] >= 0.99

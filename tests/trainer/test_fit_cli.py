@@ -61,10 +61,11 @@ def test_analyze_reports_the_steps_the_trace_shows(grokked_run: Path) -> None:
     t_mem = reaches_and_stays(*run.series("train/acc"))
     t_gen = reaches_and_stays(*run.series("val/acc"))
     assert t_mem is not None and t_gen is not None and t_mem < t_gen
-    assert events["memorization"]["step"] == t_mem and events["memorization"]["signal"] == "train/acc"
-    assert events["generalization"]["step"] == t_gen and events["generalization"]["signal"] == "val/acc"
+    for name, t, signal in (("memorization", t_mem, "train/acc"), ("generalization", t_gen, "val/acc")):
+        e = events[name]   # interpolated between the evaluation before t and t (evaluations every 20)
+        assert e["signal"] == signal and e["evidence"]["bracket"] == [t - 20, t] and t - 20 < e["step"] <= t
     assert report["run_class"] == "grokking"
-    assert str(t_gen) in done.stdout
+    assert str(events["generalization"]["step"]) in done.stdout
 
 
 def test_wandb_offline_run_has_the_same_curves(grokked_run: Path) -> None:
