@@ -21,7 +21,8 @@ counted in ``circuit/probe_failures/<name>``. Pass ``on_error="raise"`` to stop 
 
 A probe may also define ``finish(model, context) -> ProbeResult | None``: at the end of fit,
 after one last probe of the final model (when the last step was not a probe step), its result's
-``series`` replace the rows logged at earlier steps and ``meta`` is set (``FourierProbe`` uses it
+``series`` replace the rows logged at earlier steps and ``meta`` is set (in the trace store;
+the results are also kept in ``CircuitCheckpoint.final``) (``FourierProbe`` uses it
 to recompute Nanda's losses with the final model's key frequencies).
 
 A probe may also define ``applicable(model, task) -> bool``; ``setup()`` drops probes that say
@@ -119,6 +120,7 @@ class CircuitCheckpoint(PeriodicCallback):
         self._states: dict[str, dict[str, Any]] = {n: {} for n in names}
         self._failures: dict[str, int] = {n: 0 for n in names}
         self._meta_done: set[str] = set()
+        self.final: dict[str, ProbeResult | None] = {}  # finish() results by probe name
 
     def _make_state_key(self) -> str:
         return self._generate_state_key(cadence=repr(self.cadence),
@@ -184,9 +186,10 @@ class CircuitCheckpoint(PeriodicCallback):
             ctx = ProbeContext(trainer, pl_module, int(trainer.global_step), task,
                                self._states[probe.name])
             try:
-                res = probe.finish(model, ctx)
-                if res is not None:
-                    write_final(trainer, res)
+                res = self.final[probe.name] = probe.finish(model, ctx)
+                lg = find_trace_logger(trainer)
+                if res is not None and lg is not None and lg.store is not None:
+                    write_final(lg.store, res)
             except Exception as err:  # noqa: BLE001 — the policy is to survive a probe
                 self._fail(trainer, probe.name, ctx.step, err)
 
@@ -214,12 +217,8 @@ class CircuitCheckpoint(PeriodicCallback):
         self._failures.update(state_dict.get("failures", {}))
 
 
-def write_final(trainer, res: ProbeResult) -> None:
-    """Write a ``finish`` result to the trace store: drop, then replace rows, then meta."""
-    lg = find_trace_logger(trainer)
-    store = None if lg is None else lg.store
-    if store is None:
-        return
+def write_final(store: Any, res: ProbeResult) -> None:
+    """Write a ``finish`` result to a ``TraceWriter``: drop, then replace rows, then meta."""
     if res.drop:
         store.delete_series(res.drop)
     for name, (steps, values) in res.series.items():

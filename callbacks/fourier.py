@@ -50,12 +50,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from ._base import find_trace_logger, forward_hooks
 from .circuit import ProbeContext, ProbeResult
 from .progress import (CURRENT_K, LAYOUT_KEY, MAIN, SNAPSHOT, STATUS_KEY, check_key_freqs,
-                       model_layout, not_applicable_reason, pack_weights, recompute_series,
+                       final_result, model_layout, not_applicable_reason, pack_weights,
                        stored_snapshots)
 
 __all__ = ["FourierProbe", "fourier_basis", "gini", "key_frequencies", "neuron_ipr",
@@ -271,6 +272,11 @@ class FourierProbe:
                       else all_idx,
                       "excluded": all_idx[train_mask] if tr is not None else all_idx}
 
+    @property
+    def modulus(self) -> int:
+        """p of the grid set up by ``setup_grid``."""
+        return int(self._grid["p"])
+
     def grid_outputs(self, model: nn.Module) -> tuple[Tensor, Tensor]:
         """(logits [p^2, p] on the CPU, neuron activations [p^2, d_mlp]) on the full grid."""
         g, p = self._grid, int(self._grid["p"])
@@ -321,6 +327,9 @@ class FourierProbe:
             res.arrays["circuit/neuron_ipr"] = ipr.numpy().astype(np.float16)
             res.scalars["circuit/ipr_mean"] = float(ipr.nanmean())
         if self.reason is not None:
+            if STATUS_KEY not in ctx.state:  # once per run, also across resume
+                ctx.state[STATUS_KEY] = "not_applicable"
+                rank_zero_warn(f"phasewatch: no restricted / excluded loss logged: {self.reason}")
             res.meta[STATUS_KEY] = {"status": "not_applicable", "reason": self.reason}
             return res
         # K empty: restricted = class means only (about ln p), excluded = the plain loss
@@ -332,7 +341,7 @@ class FourierProbe:
         res.meta[STATUS_KEY] = {
             "status": "provisional", "key_freqs": self.key_freqs,
             "k_source": "user" if self.key_freqs is not None else "current_checkpoint",
-            "note": "live values; the end-of-fit recompute (or `phasewatch probe RUN`) "
+            **self.settings(), "note": "live values; the end-of-fit recompute (or `phasewatch probe RUN`) "
                     "replaces them with one K for every probe step"}
         if self.snapshots:
             flat, layout = pack_weights(model)
@@ -345,30 +354,15 @@ class FourierProbe:
 
     def finish(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult | None:
         """End of fit: the main series at every snapshot step with one K (the user's, else the
-        final model's: ``__call__`` just ran on it). None when nothing applies or no snapshot."""
+        final model's: ``__call__`` just ran on it); see ``progress.final_result``."""
         if not self._grid or self.reason is not None:
             return None
         steps, snaps = stored_snapshots(ctx.trainer, self._held)
-        final_k = list(self._last_keys)
-        k = self.key_freqs if self.key_freqs is not None else final_k
-        res = ProbeResult()
-        if not k:
-            res.drop = list(MAIN)
-            res.meta[STATUS_KEY] = {
-                "status": "not_applicable", "final_model_key_freqs": final_k,
-                "reason": "the final model has no key frequencies (no neuron with >= "
-                          f"{self.threshold} of its activation power on one frequency): no "
-                          "Fourier circuit to restrict to; the per-checkpoint-K values stay in "
-                          + " / ".join(CURRENT_K)}
-            return res
-        if len(steps) == 0:
-            return None
-        layout = model_layout(model)
-        res.series = recompute_series(self, model, steps, snaps, layout, k)
-        res.meta[STATUS_KEY] = {"status": "final", "key_freqs": k,
-                                "k_source": "user" if self.key_freqs is not None else "final_model",
-                                "final_model_key_freqs": final_k, "n_steps": len(steps)}
-        return res
+        return final_result(self, model, steps, snaps, model_layout(model), self._last_keys)
+
+    def settings(self) -> dict[str, Any]:
+        """What an offline recompute needs to match this probe (kept in the status meta)."""
+        return {"threshold": self.threshold, "restricted_on": self.restricted_on}
 
 
 def _training_loss(pl_module: Any) -> str | None:

@@ -141,3 +141,32 @@ def recompute_series(probe: Any, model: nn.Module, steps: Sequence[int], snapsho
             excluded.append(e)
     steps = [int(s) for s in steps]
     return {MAIN[0]: (steps, restricted), MAIN[1]: (steps, excluded)}
+
+
+def final_result(probe: Any, model: nn.Module, steps: Sequence[int], snapshots: np.ndarray,
+                 layout: Sequence[Sequence[Any]], final_k: Sequence[int]) -> Any:
+    """The ``ProbeResult`` that completes a run: main series recomputed with the user's K
+    (``probe.key_freqs``) or ``final_k`` and the status meta; with no K at all, the main series
+    are dropped and the status says why. None when there is no snapshot to recompute."""
+    from .circuit import ProbeResult  # circuit -> fourier -> progress: import at call time
+
+    user_k = probe.key_freqs
+    k = list(user_k) if user_k is not None else list(final_k)
+    res = ProbeResult()
+    if not k:
+        res.drop = list(MAIN)
+        res.meta[STATUS_KEY] = {
+            "status": "not_applicable", "final_model_key_freqs": [], **probe.settings(),
+            "reason": "the final model has no key frequencies (no neuron with >= "
+                      f"{probe.threshold} of its activation power on one frequency): no Fourier "
+                      f"circuit to restrict to; the per-checkpoint-K values stay in "
+                      f"{CURRENT_K[0]} / {CURRENT_K[1]}"}
+        return res
+    if len(steps) == 0:
+        return None
+    res.series = recompute_series(probe, model, steps, snapshots, layout, k)
+    res.meta[STATUS_KEY] = {"status": "final", "key_freqs": k,
+                            "k_source": "user" if user_k is not None else "final_model",
+                            "final_model_key_freqs": [int(f) for f in final_k],
+                            **probe.settings(), "steps": len(steps)}
+    return res
