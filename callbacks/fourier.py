@@ -18,7 +18,7 @@ Logged (SCIENCE.md section 2):
   ``circuit/frac_explained`` (share of neurons explained);
 - Doshi et al. inverse participation ratio, only for models with ``neuron_input_weights() ->
   [n_operands, vocab, d_mlp]`` (EmbeddingMLP, QuadraticMLP, Transformer1; not TokenMLP or
-  Transformer2): per neuron IPR = sum_i (|F_i| / ||F||_2)^4 over the rFFT bins 1..(p-1)/2 of
+  Transformer2): per neuron IPR = sum_i (|F_i| / ||F||_2)^4 over the rFFT bins 0..(p-1)/2 of
   its input weights for tokens 0..p-1, averaged over operands (``neuron_ipr``); high =
   Fourier-sparse (generalizing), low = memorizing. Array ``circuit/neuron_ipr`` (float16,
   NaN for dead neurons), scalar ``circuit/ipr_mean`` (mean over the other neurons);
@@ -137,17 +137,18 @@ def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85
 def neuron_ipr(weights: Tensor, p: int) -> Tensor:
     """Doshi et al. IPR per neuron from input weights [n_operands, >= p, d] -> [d] float64.
 
-    Per operand: F = rFFT over tokens 0..p-1, bins 1..(p-1)/2 (dropping bin 0 = centering),
-    IPR = sum_i (|F_i| / ||F||_2)^4, in [1/((p-1)/2), 1]; then the mean over operands.
-    An operand whose centered weights are ~0 (relative to the largest) is left out of the
-    mean; NaN where that holds for every operand (dead neuron).
+    Per operand: F = rFFT over tokens 0..p-1, every bin 0..(p-1)/2 (Doshi et al.'s code takes
+    ``abs(rfft(w))`` whole: the constant bin 0 counts like any frequency), IPR = sum_i
+    (|F_i| / ||F||_2)^4, in [1/((p+1)/2), 1]; then the mean over operands. An operand whose
+    weights are ~0 (relative to the largest) is left out of the mean; NaN where that holds
+    for every operand (dead neuron).
 
     Example:
         >>> w = torch.cos(2 * math.pi * 2 * torch.arange(7.0) / 7).reshape(1, 7, 1)
         >>> round(float(neuron_ipr(w, 7)), 9)  # one frequency: all weight on one bin
         1.0
     """
-    F = torch.fft.rfft(weights[:, :p].double(), dim=1)[:, 1:].abs()  # [n, nk, d]
+    F = torch.fft.rfft(weights[:, :p].double(), dim=1).abs()  # [n, nk + 1, d]
     power = F.square().sum(1)  # [n, d]
     ipr = F.pow(4).sum(1) / power.clamp_min(1e-300).square()
     ipr[power <= 1e-12 * power.max().clamp_min(1e-300)] = float("nan")
@@ -327,7 +328,7 @@ class FourierProbe:
             res.arrays["circuit/neuron_ipr"] = ipr.numpy().astype(np.float16)
             res.scalars["circuit/ipr_mean"] = float(ipr.nanmean())
         if self.reason is not None:
-            if STATUS_KEY not in ctx.state:  # once per run, also across resume
+            if STATUS_KEY not in ctx.state and self.losses is not False:  # once per run
                 ctx.state[STATUS_KEY] = "not_applicable"
                 rank_zero_warn(f"phasewatch: no restricted / excluded loss logged: {self.reason}")
             res.meta[STATUS_KEY] = {"status": "not_applicable", "reason": self.reason}

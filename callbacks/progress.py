@@ -127,10 +127,11 @@ def recompute_series(probe: Any, model: nn.Module, steps: Sequence[int], snapsho
                      ) -> dict[str, tuple[list[int], list[float]]]:
     """``{main name: (steps, values)}``: restricted and excluded loss of each snapshot with one K.
 
-    ``probe`` is a set-up ``FourierProbe`` (its grid and labels); ``model`` is copied, never
-    modified; ``snapshots`` [n_steps, n_weights] in ``layout``.
+    ``probe`` is a set-up ``FourierProbe`` (its grid and labels); ``model`` is copied (in
+    float64, so the logits of the stored float32 weights carry no rounding), never modified;
+    ``snapshots`` [n_steps, n_weights] in ``layout``.
     """
-    work = copy.deepcopy(model).to("cpu").eval()
+    work = copy.deepcopy(model).to("cpu", torch.float64).eval()  # float64 like Nanda's analysis
     restricted, excluded = [], []
     with torch.no_grad():
         for flat in snapshots:

@@ -78,14 +78,14 @@ def probe_run(run: str, key_freqs: Sequence[str] | None = None, write: bool = Tr
                               "that phasewatch fit wrote")
     with load_run(run_dir) as trace:
         meta = trace.meta
+        task, model, hp = _rebuild(run_dir, meta)
+        reason = not_applicable_reason(hp.get("loss"), task.name)
+        if reason is not None:
+            raise ProbeUsageError(f"{run}: restricted / excluded loss do not apply: {reason}")
         if SNAPSHOT not in trace.array_names() or LAYOUT_KEY not in meta:
             raise ProbeUsageError(f"{run}: no weight snapshots ({SNAPSHOT}); rerun it with "
                                   "phasewatch fit (FourierProbe keeps them unless snapshots=False)")
         steps, snaps = trace.arrays(SNAPSHOT)
-    task, model, hp = _rebuild(run_dir, meta)
-    reason = not_applicable_reason(hp.get("loss"), task.name)
-    if reason is not None:
-        raise ProbeUsageError(f"{run}: restricted / excluded loss do not apply: {reason}")
     settings = meta.get(STATUS_KEY) or {}
     probe = FourierProbe(threshold=settings.get("threshold", 0.85),
                          restricted_on=settings.get("restricted_on", "all"))

@@ -14,14 +14,10 @@ IPR 0.257 at memorization (200), 0.680 at generalization (600), 0.766 at 800.
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
-import torch
 
 from phasewatch.analysis import load_run
-from phasewatch.callbacks import (CircuitCheckpoint, ExampleTracker, FourierProbe, TraceLogger,
-                                  WeightNormMonitor)
-from phasewatch.trainer.data import TaskDataModule
-from phasewatch.trainer.module import PhaseModule
+
+from cb_helpers import grok_run
 
 
 def _stays(steps, values, thr):
@@ -32,50 +28,35 @@ def _stays(steps, values, thr):
     return int(steps[below[-1] + 1]) if below[-1] + 1 < len(steps) else None
 
 
-def _grok_run(root, steps, frac, every):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: one thread is faster, and immune to busy neighbours
-    try:
-        return _fit(root, steps, frac, every)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(root, steps, frac, every):
-    torch.manual_seed(0)
-    torch.set_flush_denormal(True)
-    dm = TaskDataModule("x+y", p=59, frac=frac, seed=0, steps_per_epoch=steps)
-    module = PhaseModule(dm.task, model="embedding_mlp", lr=3e-3, weight_decay=1.0)
-    cad = f"every:{every}"
-    cbs = [WeightNormMonitor(cad), ExampleTracker(cad),
-           CircuitCheckpoint([FourierProbe()], cadence=cad, on_error="raise")]
-    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, callbacks=cbs,
-                         logger=TraceLogger(str(root), name="grok"), limit_val_batches=0,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False)
-    trainer.fit(module, datamodule=dm)
-    return load_run(trainer.logger.log_dir)
-
-
-def check_orderings(run, min_gap, loss_thrs=(1.0, 0.1)):
+def check_orderings(run, min_gap):
+    """Nanda et al.'s signatures with the final model's K (issue 9's "must show")."""
     steps, train_acc = run.series("examples/train/acc")
     _, val_acc = run.series("examples/val/acc")
     t_mem, t_gen = _stays(steps, train_acc, 0.99), _stays(steps, val_acc, 0.99)
     assert t_mem is not None and t_gen is not None and t_gen - t_mem >= min_gap, (t_mem, t_gen)
+    t_mid = int(steps[np.flatnonzero(val_acc >= 0.5)[0]])  # the val-accuracy transition
+    status = run.meta["circuit/progress_measures"]
+    assert status["status"] == "final" and status["k_source"] == "final_model", status
     rs, restricted = run.series("circuit/restricted_loss")
     es, excluded = run.series("circuit/excluded_loss")
+    ls, train_loss = run.series("examples/train/loss")
     vs, val_loss = run.series("examples/val/loss")
-    assert rs[0] == 0 and es[0] == 0  # logged from the start (K empty -> plain definitions)
-    # restricted loss falls before val loss does (first step below each threshold after t_mem)
-    for thr in loss_thrs:
-        t_r = int(rs[np.flatnonzero((rs >= t_mem) & (restricted < thr))[0]])
-        t_v = int(vs[np.flatnonzero((vs >= t_mem) & (val_loss < thr))[0]])
-        assert t_r < t_v, (thr, t_r, t_v)
-    # excluded loss rises between memorization and generalization
-    window = (es >= t_mem) & (es <= t_gen)
-    low = excluded[window].min()
-    at_gen = excluded[es == t_gen][0]
-    assert es[window][excluded[window].argmin()] < t_gen and at_gen > 10 * low, (low, at_gen)
+    assert rs[0] == 0 and es[0] == 0  # every probe step, from the start
+    # restricted loss below 1 before the val loss is
+    t_r = int(rs[np.flatnonzero(restricted < 1)[0]])
+    t_v = int(vs[np.flatnonzero(val_loss < 1)[0]])
+    assert t_r < t_v, (t_r, t_v)
+    # excluded loss >= 10x the train loss at the first probe after memorization ...
+    first = int(es[es >= t_mem][0])
+    ratio = excluded[es == first][0] / train_loss[ls == first][0]
+    assert ratio >= 10, (first, ratio)
+    # ... and rising from its low after memorization into the generalization transition
+    window = (es >= first) & (es <= t_mid)
+    low = int(es[window][excluded[window].argmin()])
+    rise = excluded[(es >= low) & (es <= t_mid)]
+    assert low < t_mid and rise[-1] > rise[0] and (np.diff(rise) > 0).mean() >= 0.75, rise
+    # the per-checkpoint-K values are kept under their own names
+    assert run.series("circuit/excluded_loss_current_k")[0].tolist() == es.tolist()
     # key frequencies found at grokking persist to the end
     ks, masks = run.arrays("circuit/key_freqs")
     after = masks[ks >= t_gen].astype(bool)
@@ -87,16 +68,14 @@ def check_orderings(run, min_gap, loss_thrs=(1.0, 0.1)):
     return t_mem, t_gen
 
 
-def test_orderings_fast_comprehension_run(tmp_path):
-    run = _grok_run(tmp_path, steps=800, frac=0.9, every=40)
-    # no grokking delay here: both losses fall together to ~1 (restricted < 1 at 420, val at
-    # 380), but the restricted loss reaches 0.1 long before the val loss (440 vs 600)
-    check_orderings(run, min_gap=100, loss_thrs=(0.1,))
+def test_orderings_fast_comprehension_run(comprehension_run):
+    check_orderings(load_run(comprehension_run), min_gap=100)
 
 
 @pytest.mark.slow
-def test_orderings_on_a_grokking_run(tmp_path):
-    run = _grok_run(tmp_path, steps=3500, frac=0.5, every=50)
+def test_orderings_on_config_a(tmp_path):
+    """Config A (configs/modadd_mlp.yaml's setting), seed 0, its full 4,000 steps."""
+    run = load_run(grok_run(tmp_path, steps=4000, frac=0.5, every=50))
     t_mem, t_gen = check_orderings(run, min_gap=1000)
     ws, sum_sq = run.series("weights/sum_sq")
     # weight norm falls from memorization to the end (after a rise while memorizing)
