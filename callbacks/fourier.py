@@ -5,7 +5,7 @@ Works on any model that takes ``x = [a, b]`` (LongTensor [B, 2], ids 0..p-1) and
 [n_classes, d]`` and an ``nn.Identity`` ``hook_neurons`` ([B, d_mlp]) — all built-in phasewatch
 modular models do. The model is evaluated on the full p x p grid, row ``a * p + b``.
 
-Logged (SCIENCE.md section 2):
+Logged (definitions: docs/science.md, "Progress measures"):
 - arrays ``circuit/fourier_norm/<table>`` and ``circuit/fourier_norm/unembed``: norm of each of
   the p Fourier components (constant, cos_1, sin_1, ..., cos_(p-1)/2, sin_(p-1)/2) of the table;
 - ``circuit/gini`` (mean of ``circuit/gini_embed`` and ``circuit/gini_unembed``; Hurley-Rickard
@@ -15,23 +15,28 @@ Logged (SCIENCE.md section 2):
   when the share >= ``threshold`` (0.85). Arrays ``circuit/key_freqs`` (uint8 mask of length
   (p+1)//2, index = frequency, index 0 unused), ``circuit/neuron_freq`` (int16 per neuron,
   0 = unexplained) and ``circuit/neuron_share`` (float16); scalars ``circuit/n_key_freqs``,
-  ``circuit/frac_explained`` (share of neurons explained);
+  ``circuit/share_neurons_explained`` (share of neurons explained; not Nanda's fraction of
+  variance explained);
 - Doshi et al. inverse participation ratio, only for models with ``neuron_input_weights() ->
   [n_operands, vocab, d_mlp]`` (EmbeddingMLP, QuadraticMLP, Transformer1; not TokenMLP or
   Transformer2): per neuron IPR = sum_i (|F_i| / ||F||_2)^4 over the rFFT bins 0..(p-1)/2 of
   its input weights for tokens 0..p-1, averaged over operands (``neuron_ipr``); high =
   Fourier-sparse (generalizing), low = memorizing. Array ``circuit/neuron_ipr`` (float16,
   NaN for dead neurons), scalar ``circuit/ipr_mean`` (mean over the other neurons);
-- ``circuit/restricted_loss``: logits L [p^2, p]; L_R = sum_{k in K} P_k L plus the mean over
-  pairs of (L - sum_k P_k L); cross-entropy on all pairs (``restricted_on="all"``) or on the
-  test split (``"test"``, the TransformerLens demo's choice);
-  ``circuit/excluded_loss``: L - sum_{k in K} P_k L, cross-entropy on the train split.
-  P_k projects each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}.
-  With K empty the sums are 0 (restricted: per-class mean logits, about ln p; excluded: the
-  plain train loss), so the series start at step 0. Logged only for addition tasks (task name
-  "x+y" or none).
-  Labels: restricted loss against the true labels, excluded loss against the labels trained
-  on (they differ only for corrupted-label tasks); (a + b) mod p without a task.
+- restricted / excluded loss (``progress_losses``): logits L [p^2, p]; L_R = sum_{k in K} P_k L
+  plus the mean over pairs of (L - sum_k P_k L), cross-entropy on all pairs
+  (``restricted_on="all"``) or on the test split (``"test"``, the TransformerLens demo's
+  choice); excluded: L - sum_{k in K} P_k L, cross-entropy on the train split. P_k projects
+  each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}. Labels:
+  restricted against the true labels, excluded against the labels trained on (they differ
+  only for corrupted-label tasks); (a + b) mod p without a task.
+  ``circuit/restricted_loss_current_k`` / ``circuit/excluded_loss_current_k``: with the K of
+  the same probe step (empty early on: restricted ~ ln p, excluded = the train loss).
+  ``circuit/restricted_loss`` / ``circuit/excluded_loss``: Nanda's, one K for every step (the
+  final model's, or ``key_freqs``), recomputed at the end of fit from the weight snapshots
+  (``circuit/snapshot``); live values until then (meta ``circuit/progress_measures``, see
+  ``progress``). Neither is logged where they do not apply (MSE outputs, a task other than
+  "x+y"): the meta says why and one warning is emitted.
 
 Cost: one forward over p^2 inputs plus O(d_mlp p^2) for the neuron DFT; p=59, one CPU thread:
 ~9 ms per call on config A (embedding MLP, d_hidden 128), ~47 ms on Transformer1 (d_mlp 512,
@@ -173,7 +178,7 @@ def _apb_directions(p: int, freqs) -> Tensor:
 def progress_losses(logits: Tensor, labels: Tensor, p: int, freqs, restricted_idx: Tensor,
                     excluded_idx: Tensor, excluded_labels: Tensor | None = None
                     ) -> tuple[float, float]:
-    """(restricted loss, excluded loss) from grid logits [p*p, p] (SCIENCE.md section 2).
+    """(restricted loss, excluded loss) from grid logits [p*p, p] (docs/science.md, "Progress measures").
 
     With D the [2|K|, p^2] directions and C = D L, sum_k P_k L = D^T C; only the rows each loss
     reads are formed (one [rows, p] matrix per loss: on CPU, allocating full-grid float64
