@@ -131,7 +131,8 @@ def recompute_series(probe: Any, model: nn.Module, steps: Sequence[int], snapsho
     float64, so the logits of the stored float32 weights carry no rounding), never modified;
     ``snapshots`` [n_steps, n_weights] in ``layout``.
     """
-    work = copy.deepcopy(model).to("cpu", torch.float64).eval()  # float64 like Nanda's analysis
+    device = next(model.parameters()).device
+    work = copy.deepcopy(model).to(device, torch.float64).eval()  # float64, as Nanda computes
     restricted, excluded = [], []
     with torch.no_grad():
         for flat in snapshots:
