@@ -9,6 +9,7 @@ Example:
     $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
     $ phasewatch watch runs/ [--once] [--interval 2]
     $ phasewatch analyze --wandb ENTITY/PROJECT/RUN_ID     # exit 2 without credentials
+    $ phasewatch probe runs/latest --key-freqs 14,35,41   # recompute Nanda's losses (torch)
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _config(args):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="phasewatch",
                                  description="Track training dynamics; find memorization and grokking.")
-    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import}")
+    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
     a.add_argument("runs", nargs="*", help="run directories")
@@ -85,7 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                    help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
     i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
+    pr = sub.add_parser("probe", help="recompute restricted / excluded loss with one K from the "
+                                      "run's weight snapshots (needs torch)")
+    pr.add_argument("run", help="run directory written by phasewatch fit")
+    pr.add_argument("--key-freqs", default=None, metavar="K1,K2,...",
+                    help="key frequencies (integers 1..(p-1)/2); default: the last snapshot's")
+    pr.add_argument("--json", action="store_true", help="print the result as JSON")
+    pr.add_argument("--no-write", action="store_true", help="print only; leave the run unchanged")
     return ap
+
+
+def _cmd_probe(args) -> int:
+    from phasewatch.trainer.probe_cli import ProbeUsageError, main  # torch only here
+    try:
+        return main(args.run, args.key_freqs, args.json, write=not args.no_write)
+    except ProbeUsageError as e:
+        print(f"phasewatch probe: error: {e}", file=sys.stderr)
+        return 2
 
 
 def _cmd_analyze(args) -> int:
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     handler = {"analyze": _cmd_analyze, "report": _cmd_report, "watch": _cmd_watch,
-               "import": _cmd_import}[args.command]
+               "import": _cmd_import, "probe": _cmd_probe}[args.command]
     try:
         return handler(args)
     except (ValueError, OSError, KeyError) as e:

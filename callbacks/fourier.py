@@ -5,7 +5,7 @@ Works on any model that takes ``x = [a, b]`` (LongTensor [B, 2], ids 0..p-1) and
 [n_classes, d]`` and an ``nn.Identity`` ``hook_neurons`` ([B, d_mlp]) — all built-in phasewatch
 modular models do. The model is evaluated on the full p x p grid, row ``a * p + b``.
 
-Logged (SCIENCE.md section 2):
+Logged (definitions: docs/science.md, "Progress measures"):
 - arrays ``circuit/fourier_norm/<table>`` and ``circuit/fourier_norm/unembed``: norm of each of
   the p Fourier components (constant, cos_1, sin_1, ..., cos_(p-1)/2, sin_(p-1)/2) of the table;
 - ``circuit/gini`` (mean of ``circuit/gini_embed`` and ``circuit/gini_unembed``; Hurley-Rickard
@@ -15,23 +15,28 @@ Logged (SCIENCE.md section 2):
   when the share >= ``threshold`` (0.85). Arrays ``circuit/key_freqs`` (uint8 mask of length
   (p+1)//2, index = frequency, index 0 unused), ``circuit/neuron_freq`` (int16 per neuron,
   0 = unexplained) and ``circuit/neuron_share`` (float16); scalars ``circuit/n_key_freqs``,
-  ``circuit/frac_explained`` (share of neurons explained);
+  ``circuit/share_neurons_explained`` (share of neurons explained; not Nanda's fraction of
+  variance explained);
 - Doshi et al. inverse participation ratio, only for models with ``neuron_input_weights() ->
   [n_operands, vocab, d_mlp]`` (EmbeddingMLP, QuadraticMLP, Transformer1; not TokenMLP or
-  Transformer2): per neuron IPR = sum_i (|F_i| / ||F||_2)^4 over the rFFT bins 1..(p-1)/2 of
+  Transformer2): per neuron IPR = sum_i (|F_i| / ||F||_2)^4 over the rFFT bins 0..(p-1)/2 of
   its input weights for tokens 0..p-1, averaged over operands (``neuron_ipr``); high =
   Fourier-sparse (generalizing), low = memorizing. Array ``circuit/neuron_ipr`` (float16,
   NaN for dead neurons), scalar ``circuit/ipr_mean`` (mean over the other neurons);
-- ``circuit/restricted_loss``: logits L [p^2, p]; L_R = sum_{k in K} P_k L plus the mean over
-  pairs of (L - sum_k P_k L); cross-entropy on all pairs (``restricted_on="all"``) or on the
-  test split (``"test"``, the TransformerLens demo's choice);
-  ``circuit/excluded_loss``: L - sum_{k in K} P_k L, cross-entropy on the train split.
-  P_k projects each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}.
-  With K empty the sums are 0 (restricted: per-class mean logits, about ln p; excluded: the
-  plain train loss), so the series start at step 0. Logged only for addition tasks (task name
-  "x+y" or none).
-  Labels: restricted loss against the true labels, excluded loss against the labels trained
-  on (they differ only for corrupted-label tasks); (a + b) mod p without a task.
+- restricted / excluded loss (``progress_losses``): logits L [p^2, p]; L_R = sum_{k in K} P_k L
+  plus the mean over pairs of (L - sum_k P_k L), cross-entropy on all pairs
+  (``restricted_on="all"``) or on the test split (``"test"``, the TransformerLens demo's
+  choice); excluded: L - sum_{k in K} P_k L, cross-entropy on the train split. P_k projects
+  each class column onto the unit vectors cos(w_k(a+b)), sin(w_k(a+b)) of R^{p^2}. Labels:
+  restricted against the true labels, excluded against the labels trained on (they differ
+  only for corrupted-label tasks); (a + b) mod p without a task.
+  ``circuit/restricted_loss_current_k`` / ``circuit/excluded_loss_current_k``: with the K of
+  the same probe step (empty early on: restricted ~ ln p, excluded = the train loss).
+  ``circuit/restricted_loss`` / ``circuit/excluded_loss``: Nanda's, one K for every step (the
+  final model's, or ``key_freqs``), recomputed at the end of fit from the weight snapshots
+  (``circuit/snapshot``); live values until then (meta ``circuit/progress_measures``, see
+  ``progress``). Neither is logged where they do not apply (MSE outputs, a task other than
+  "x+y"): the meta says why and one warning is emitted.
 
 Cost: one forward over p^2 inputs plus O(d_mlp p^2) for the neuron DFT; p=59, one CPU thread:
 ~9 ms per call on config A (embedding MLP, d_hidden 128), ~47 ms on Transformer1 (d_mlp 512,
@@ -46,14 +51,18 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from ._base import forward_hooks
+from ._base import find_trace_logger, forward_hooks
 from .circuit import ProbeContext, ProbeResult
+from .progress import (CURRENT_K, LAYOUT_KEY, MAIN, SNAPSHOT, STATUS_KEY, check_key_freqs,
+                       final_result, model_layout, not_applicable_reason, pack_weights,
+                       stored_snapshots)
 
 __all__ = ["FourierProbe", "fourier_basis", "gini", "key_frequencies", "neuron_ipr",
            "progress_losses"]
@@ -133,17 +142,18 @@ def key_frequencies(acts: Tensor, p: int, threshold: float = 0.85
 def neuron_ipr(weights: Tensor, p: int) -> Tensor:
     """Doshi et al. IPR per neuron from input weights [n_operands, >= p, d] -> [d] float64.
 
-    Per operand: F = rFFT over tokens 0..p-1, bins 1..(p-1)/2 (dropping bin 0 = centering),
-    IPR = sum_i (|F_i| / ||F||_2)^4, in [1/((p-1)/2), 1]; then the mean over operands.
-    An operand whose centered weights are ~0 (relative to the largest) is left out of the
-    mean; NaN where that holds for every operand (dead neuron).
+    Per operand: F = rFFT over tokens 0..p-1, every bin 0..(p-1)/2 (Doshi et al.'s code takes
+    ``abs(rfft(w))`` whole: the constant bin 0 counts like any frequency), IPR = sum_i
+    (|F_i| / ||F||_2)^4, in [1/((p+1)/2), 1]; then the mean over operands. An operand whose
+    weights are ~0 (relative to the largest) is left out of the mean; NaN where that holds
+    for every operand (dead neuron).
 
     Example:
         >>> w = torch.cos(2 * math.pi * 2 * torch.arange(7.0) / 7).reshape(1, 7, 1)
         >>> round(float(neuron_ipr(w, 7)), 9)  # one frequency: all weight on one bin
         1.0
     """
-    F = torch.fft.rfft(weights[:, :p].double(), dim=1)[:, 1:].abs()  # [n, nk, d]
+    F = torch.fft.rfft(weights[:, :p].double(), dim=1).abs()  # [n, nk + 1, d]
     power = F.square().sum(1)  # [n, d]
     ipr = F.pow(4).sum(1) / power.clamp_min(1e-300).square()
     ipr[power <= 1e-12 * power.max().clamp_min(1e-300)] = float("nan")
@@ -168,7 +178,7 @@ def _apb_directions(p: int, freqs) -> Tensor:
 def progress_losses(logits: Tensor, labels: Tensor, p: int, freqs, restricted_idx: Tensor,
                     excluded_idx: Tensor, excluded_labels: Tensor | None = None
                     ) -> tuple[float, float]:
-    """(restricted loss, excluded loss) from grid logits [p*p, p] (SCIENCE.md section 2).
+    """(restricted loss, excluded loss) from grid logits [p*p, p] (docs/science.md, "Progress measures").
 
     With D the [2|K|, p^2] directions and C = D L, sum_k P_k L = D^T C; only the rows each loss
     reads are formed (one [rows, p] matrix per loss: on CPU, allocating full-grid float64
@@ -195,12 +205,18 @@ class FourierProbe:
         threshold: neuron share needed to count as explained by one frequency (0.85).
         restricted_on: ``"all"`` pairs (default) or the ``"test"`` split.
         train_index: grid positions of the training pairs; default ``task.train_index``.
-        losses: compute restricted / excluded losses; None = when the task is "x+y" (or unknown).
+        losses: compute restricted / excluded losses; None = when they apply (cross-entropy
+            model on "x+y" or an unknown task; see ``progress.not_applicable_reason``).
+        key_freqs: K for the main restricted / excluded series (integers 1..(p-1)/2); None =
+            the final model's key frequencies, found at the end of fit.
+        snapshots: keep the parameters at each probe step (``circuit/snapshot``) so the main
+            series can be recomputed with one K at the end of fit and offline.
         name: probe name.
     """
 
     def __init__(self, p: int | None = None, threshold: float = 0.85, restricted_on: str = "all",
                  train_index: Tensor | None = None, losses: bool | None = None,
+                 key_freqs: Sequence[int] | None = None, snapshots: bool = True,
                  name: str = "fourier"):
         if p is not None and (not isinstance(p, int) or p < 3 or p % 2 == 0):
             raise ValueError(f"p must be an odd int >= 3, got {p!r}")
@@ -208,10 +224,16 @@ class FourierProbe:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         if restricted_on not in ("all", "test"):
             raise ValueError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
+        if key_freqs is not None and p is not None:
+            key_freqs = check_key_freqs(key_freqs, p)
         self.p, self.threshold, self.restricted_on = p, threshold, restricted_on
         self.train_index, self.losses, self.name = train_index, losses, name
+        self.key_freqs, self.snapshots = key_freqs, snapshots
+        self.reason: str | None = None  # why the losses do not apply (None: they do)
         self._grid: dict[str, Tensor] = {}
         self._grid_task: Any = None
+        self._held: dict[int, np.ndarray] = {}  # snapshots when there is no trace store
+        self._last_keys: list[int] = []
 
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with the hook points and a known modulus."""
@@ -219,11 +241,14 @@ class FourierProbe:
                                                   "hook_neurons"))
         return has and (self.p is not None or getattr(task, "modulus", None) is not None)
 
-    def _setup(self, ctx: ProbeContext) -> None:
-        task = ctx.task
+    def setup_grid(self, task: Any, loss: str | None = None) -> None:
+        """Build the p x p grid, its labels and splits for ``task``; ``loss`` is the training
+        loss's name when known ("cross_entropy", "mse")."""
         p = self.p or getattr(task, "modulus", None)
         if p is None:
             raise ValueError("FourierProbe: no modulus; pass p= or use a task with .modulus")
+        if self.key_freqs is not None:
+            self.key_freqs = check_key_freqs(self.key_freqs, p)
         a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
         labels = (a + b).flatten() % p
         tr = self.train_index if self.train_index is not None else getattr(task, "train_index", None)
@@ -241,27 +266,46 @@ class FourierProbe:
         if tr is not None:
             train_mask = torch.zeros(p * p, dtype=torch.bool)
             train_mask[tr] = True
-        losses = self.losses
-        if losses is None:
-            losses = getattr(task, "name", "x+y") == "x+y"
+        self.reason = not_applicable_reason(loss, getattr(task, "name", None))
+        if self.losses is False:
+            self.reason = "turned off (FourierProbe(losses=False))"
+        elif self.losses:
+            self.reason = None
+        test = all_idx[~train_mask] if tr is not None else None
         self._grid = {"p": torch.tensor(p), "x": torch.stack([a.flatten(), b.flatten()], 1),
-                      "labels": true_labels, "fit_labels": fit_labels, "losses": torch.tensor(bool(losses)),
-                      "train": all_idx[train_mask] if tr is not None else None,
-                      "test": all_idx[~train_mask] if tr is not None else None}
+                      "labels": true_labels, "fit_labels": fit_labels,
+                      "restricted": test if self.restricted_on == "test" and test is not None
+                      else all_idx,
+                      "excluded": all_idx[train_mask] if tr is not None else all_idx}
 
-    def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
-        if not self._grid or self._grid_task is not ctx.task:  # cache per task
-            self._setup(ctx)
-            self._grid_task = ctx.task
-        g = self._grid
-        p = int(g["p"])
+    @property
+    def modulus(self) -> int:
+        """p of the grid set up by ``setup_grid``."""
+        return int(self._grid["p"])
+
+    def grid_outputs(self, model: nn.Module) -> tuple[Tensor, Tensor]:
+        """(logits [p^2, p] on the CPU, neuron activations [p^2, d_mlp]) on the full grid."""
+        g, p = self._grid, int(self._grid["p"])
         device = next(model.parameters()).device
         acts: list[Tensor] = []
         with forward_hooks([(model.hook_neurons, lambda m, i, o: acts.append(o.detach()))]):
             logits = model(g["x"].to(device))
         if logits.dim() == 3:
             logits = logits[:, -1]
-        logits = logits[:, :p].cpu()
+        return logits[:, :p].cpu(), torch.cat(acts).cpu()
+
+    def losses_with(self, logits: Tensor, freqs: Sequence[int]) -> tuple[float, float]:
+        """(restricted, excluded) loss of grid ``logits`` with key frequencies ``freqs``."""
+        g = self._grid
+        return progress_losses(logits, g["labels"], int(g["p"]), freqs, g["restricted"],
+                               g["excluded"], g["fit_labels"])
+
+    def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
+        if not self._grid or self._grid_task is not ctx.task:  # cache per task
+            self.setup_grid(ctx.task, _training_loss(ctx.pl_module))
+            self._grid_task = ctx.task
+        p = int(self._grid["p"])
+        logits, acts = self.grid_outputs(model)
         res = ProbeResult()
         F = fourier_basis(p)
         ginis = []
@@ -274,23 +318,60 @@ class FourierProbe:
         g_emb, g_un = float(np.mean(ginis)), gini(un)
         res.scalars.update({"circuit/gini_embed": g_emb, "circuit/gini_unembed": g_un,
                             "circuit/gini": (g_emb + g_un) / 2})
-        freq, share, _ = key_frequencies(torch.cat(acts).cpu(), p, self.threshold)
+        freq, share, _ = key_frequencies(acts, p, self.threshold)
         keys = sorted(set(freq[freq > 0].tolist()))
+        self._last_keys = keys
         mask = np.zeros((p + 1) // 2, dtype=np.uint8)
         mask[keys] = 1
         res.arrays.update({"circuit/key_freqs": mask,
                            "circuit/neuron_freq": freq.numpy().astype(np.int16),
                            "circuit/neuron_share": share.numpy().astype(np.float16)})
         res.scalars.update({"circuit/n_key_freqs": float(len(keys)),
-                            "circuit/frac_explained": float((freq > 0).double().mean())})
+                            "circuit/share_neurons_explained": float((freq > 0).double().mean())})
         if hasattr(model, "neuron_input_weights"):
             ipr = neuron_ipr(model.neuron_input_weights().detach().cpu(), p)
             res.arrays["circuit/neuron_ipr"] = ipr.numpy().astype(np.float16)
             res.scalars["circuit/ipr_mean"] = float(ipr.nanmean())
-        if bool(g["losses"]):  # K empty: restricted = class means only, excluded = L
-            r_idx = g["test"] if self.restricted_on == "test" and g["test"] is not None \
-                else torch.arange(p * p)
-            e_idx = g["train"] if g["train"] is not None else torch.arange(p * p)
-            r, e = progress_losses(logits, g["labels"], p, keys, r_idx, e_idx, g["fit_labels"])
-            res.scalars.update({"circuit/restricted_loss": r, "circuit/excluded_loss": e})
+        if self.reason is not None:
+            if STATUS_KEY not in ctx.state and self.losses is not False:  # once per run
+                ctx.state[STATUS_KEY] = "not_applicable"
+                rank_zero_warn(f"phasewatch: no restricted / excluded loss logged: {self.reason}")
+            res.meta[STATUS_KEY] = {"status": "not_applicable", "reason": self.reason}
+            return res
+        # K empty: restricted = class means only (about ln p), excluded = the plain loss
+        r, e = self.losses_with(logits, keys)
+        res.scalars.update({CURRENT_K[0]: r, CURRENT_K[1]: e})
+        if self.key_freqs is not None:  # the user's K: the live values are already that series
+            r, e = self.losses_with(logits, self.key_freqs)
+        res.scalars.update({MAIN[0]: r, MAIN[1]: e})
+        res.meta[STATUS_KEY] = {
+            "status": "provisional", "key_freqs": self.key_freqs,
+            "k_source": "user" if self.key_freqs is not None else "current_checkpoint",
+            **self.settings(), "note": "live values; the end-of-fit recompute (or `phasewatch probe RUN`) "
+                    "replaces them with one K for every probe step"}
+        if self.snapshots:
+            flat, layout = pack_weights(model)
+            res.meta[LAYOUT_KEY] = layout
+            if find_trace_logger(ctx.trainer) is not None:
+                res.arrays[SNAPSHOT] = flat
+            else:  # no trace store to keep them: hold them for finish()
+                self._held[int(ctx.step)] = flat
         return res
+
+    def finish(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult | None:
+        """End of fit: the main series at every snapshot step with one K (the user's, else the
+        final model's: ``__call__`` just ran on it); see ``progress.final_result``."""
+        if not self._grid or self.reason is not None:
+            return None
+        steps, snaps = stored_snapshots(ctx.trainer, self._held)
+        return final_result(self, model, steps, snaps, model_layout(model), self._last_keys)
+
+    def settings(self) -> dict[str, Any]:
+        """What an offline recompute needs to match this probe (kept in the status meta)."""
+        return {"threshold": self.threshold, "restricted_on": self.restricted_on}
+
+
+def _training_loss(pl_module: Any) -> str | None:
+    """The module's loss name from its hyperparameters (phasewatch's ``PhaseModule``), else None."""
+    hp = getattr(pl_module, "hparams", None)
+    return hp.get("loss") if hasattr(hp, "get") else None

@@ -55,3 +55,33 @@ def read_run(trainer):
     from phasewatch.analysis import load_run
     trainer.logger.store.flush()
     return load_run(trainer.logger.log_dir)
+
+
+def grok_run(root, steps, frac, every):
+    """Config A's embedding MLP (p=59, lr 3e-3, wd 1, full batch) at training fraction ``frac``
+    for ``steps`` steps, probed and evaluated every ``every`` steps; returns the run directory."""
+    import pytorch_lightning as pl
+
+    from phasewatch.callbacks import (CircuitCheckpoint, ExampleTracker, FourierProbe, TraceLogger,
+                                      WeightNormMonitor)
+    from phasewatch.trainer.data import TaskDataModule
+    from phasewatch.trainer.module import PhaseModule
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: one thread is faster, and immune to busy neighbours
+    try:
+        torch.manual_seed(0)
+        torch.set_flush_denormal(True)
+        dm = TaskDataModule("x+y", p=59, frac=frac, seed=0, steps_per_epoch=steps)
+        module = PhaseModule(dm.task, model="embedding_mlp", lr=3e-3, weight_decay=1.0)
+        cad = f"every:{every}"
+        cbs = [WeightNormMonitor(cad), ExampleTracker(cad),
+               CircuitCheckpoint([FourierProbe()], cadence=cad, on_error="raise")]
+        trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, callbacks=cbs,
+                             logger=TraceLogger(str(root), name="grok"), limit_val_batches=0,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False)
+        trainer.fit(module, datamodule=dm)
+        return trainer.logger.log_dir
+    finally:
+        torch.set_num_threads(threads)

@@ -110,8 +110,20 @@ def test_ipr_of_a_two_frequency_weight_vector():
     """|F| = (3, 4) on two bins: IPR = (3^4 + 4^4) / (3^2 + 4^2)^2 = 337/625."""
     p = 11
     t = torch.arange(p, dtype=torch.float64)
-    w = 3 * torch.cos(2 * math.pi * 2 * t / p) + 4 * torch.sin(2 * math.pi * 5 * t / p) + 7
+    w = 3 * torch.cos(2 * math.pi * 2 * t / p) + 4 * torch.sin(2 * math.pi * 5 * t / p)
     assert float(neuron_ipr(w.reshape(1, p, 1), p)) == pytest.approx(337 / 625, rel=1e-12)
+
+
+def test_ipr_counts_the_constant_bin_like_doshi_et_al():
+    """Doshi et al. take |rfft(w)| whole: a constant c adds |F_0| = c p. With |F| = (7p, 3p/2,
+    2p) on bins 0, 2, 5 the IPR is (7^4 + 1.5^4 + 2^4) / (7^2 + 1.5^2 + 2^2)^2, and a constant
+    weight vector (all on bin 0) has IPR 1."""
+    p = 11
+    t = torch.arange(p, dtype=torch.float64)
+    w = 3 * torch.cos(2 * math.pi * 2 * t / p) + 4 * torch.sin(2 * math.pi * 5 * t / p) + 7
+    want = (7**4 + 1.5**4 + 2**4) / (7**2 + 1.5**2 + 2**2) ** 2
+    assert float(neuron_ipr(w.reshape(1, p, 1), p)) == pytest.approx(want, rel=1e-12)
+    assert float(neuron_ipr(torch.full((1, p, 1), 0.3), p)) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_embedding_and_quadratic_mlp_input_weights_are_the_pre_activation():
