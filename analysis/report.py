@@ -27,7 +27,7 @@ PHASE_COLORS = {"memorization": "#fde0c5", "circuit_formation": "#c6dbef", "clea
                 "post_cleanup": "#eeeeee"}
 PROGRESS_LOSSES = ("circuit/excluded_loss", "circuit/restricted_loss", "train/loss", "val/loss")
 SPARSITY = ("circuit/gini", "circuit/gini_embed", "circuit/gini_unembed", "circuit/ipr_mean",
-            "circuit/frac_explained")
+            "circuit/share_neurons_explained")
 MARKED = {"memorization": "tab:orange", "generalization": "tab:green", "ungrokking": "tab:red",
           "corrupted_memorization_t50": "tab:purple", "early_stopping": "tab:gray", "diverged": "black"}
 

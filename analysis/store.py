@@ -314,6 +314,18 @@ class TraceWriter:
         self.flush()
         return self._delete_after(int(step))
 
+    def delete_series(self, names: list[str]) -> int:
+        """Flush, then delete every row of the scalar series ``names``; returns rows removed."""
+        self.flush()
+        db, n = self._db(), 0
+        for name in names:
+            if name in self._name_ids:
+                nid = self._name_ids[name]
+                n += db.execute("SELECT COALESCE(SUM(n), 0) FROM scalars WHERE name_id=?",
+                                (nid,)).fetchone()[0]
+                db.execute("DELETE FROM scalars WHERE name_id=?", (nid,))
+        return n
+
     def _delete_after(self, step: int) -> int:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")

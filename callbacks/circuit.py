@@ -19,6 +19,11 @@ ONE warning per probe is emitted (``rank_zero_warn``); later failures of the sam
 counted in ``circuit/probe_failures/<name>``. Pass ``on_error="raise"`` to stop training with a
 ``RuntimeError`` naming the probe and step instead.
 
+A probe may also define ``finish(model, context) -> ProbeResult | None``: at the end of fit,
+after one last probe of the final model (when the last step was not a probe step), its result's
+``series`` replace the rows logged at earlier steps and ``meta`` is set (``FourierProbe`` uses it
+to recompute Nanda's losses with the final model's key frequencies).
+
 A probe may also define ``applicable(model, task) -> bool``; ``setup()`` drops probes that say
 False (so one default set serves every model), logging the kept names in the run meta
 ``circuit/probes``.
@@ -39,19 +44,26 @@ import numpy as np
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from ._base import (PeriodicCallback, dense_requested, eval_mode, find_task, inner_model, log_array,
-                    log_scalars, no_leaked_hooks, set_meta)
+from ._base import (PeriodicCallback, dense_requested, eval_mode, find_task, find_trace_logger,
+                    inner_model, log_array, log_scalars, no_leaked_hooks, set_meta)
 
 __all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext"]
 
 
 @dataclass
 class ProbeResult:
-    """What a probe returns: scalars (logged through every logger) and arrays (trace store)."""
+    """What a probe returns: scalars (logged through every logger) and arrays (trace store).
+
+    From ``finish`` only: ``series`` {name: (steps, values)} rows at earlier steps that replace
+    the logged ones, and ``drop``, series to delete (trace store only: other loggers cannot
+    rewrite their past).
+    """
 
     scalars: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -160,6 +172,24 @@ class CircuitCheckpoint(PeriodicCallback):
                         self._meta_done.add(key)
         return results
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        finishing = [p for p in self.active if hasattr(p, "finish")]
+        if not finishing or not trainer.is_global_zero:
+            return
+        if self._last_step < trainer.global_step:  # probe the final model once
+            self._last_step = int(trainer.global_step)
+            self.run_probes(trainer, pl_module)
+        model, task = inner_model(pl_module), find_task(trainer, pl_module)
+        for probe in finishing:
+            ctx = ProbeContext(trainer, pl_module, int(trainer.global_step), task,
+                               self._states[probe.name])
+            try:
+                res = probe.finish(model, ctx)
+                if res is not None:
+                    write_final(trainer, res)
+            except Exception as err:  # noqa: BLE001 — the policy is to survive a probe
+                self._fail(trainer, probe.name, ctx.step, err)
+
     def _fail(self, trainer, name: str, step: int, err: Exception) -> None:
         if self.on_error == "raise":
             raise RuntimeError(f"probe {name!r} failed at step {step}: {err!r}") from err
@@ -182,3 +212,19 @@ class CircuitCheckpoint(PeriodicCallback):
             if name in self._states:
                 self._states[name] = dict(st)
         self._failures.update(state_dict.get("failures", {}))
+
+
+def write_final(trainer, res: ProbeResult) -> None:
+    """Write a ``finish`` result to the trace store: drop, then replace rows, then meta."""
+    lg = find_trace_logger(trainer)
+    store = None if lg is None else lg.store
+    if store is None:
+        return
+    if res.drop:
+        store.delete_series(res.drop)
+    for name, (steps, values) in res.series.items():
+        for step, value in zip(steps, values):
+            store.log_scalars({name: value}, int(step))
+    for key, value in res.meta.items():
+        store.set_meta(key, value)
+    store.flush()

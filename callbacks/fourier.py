@@ -46,14 +46,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._base import forward_hooks
+from ._base import find_trace_logger, forward_hooks
 from .circuit import ProbeContext, ProbeResult
+from .progress import (CURRENT_K, LAYOUT_KEY, MAIN, SNAPSHOT, STATUS_KEY, check_key_freqs,
+                       model_layout, not_applicable_reason, pack_weights, recompute_series,
+                       stored_snapshots)
 
 __all__ = ["FourierProbe", "fourier_basis", "gini", "key_frequencies", "neuron_ipr",
            "progress_losses"]
@@ -195,12 +198,18 @@ class FourierProbe:
         threshold: neuron share needed to count as explained by one frequency (0.85).
         restricted_on: ``"all"`` pairs (default) or the ``"test"`` split.
         train_index: grid positions of the training pairs; default ``task.train_index``.
-        losses: compute restricted / excluded losses; None = when the task is "x+y" (or unknown).
+        losses: compute restricted / excluded losses; None = when they apply (cross-entropy
+            model on "x+y" or an unknown task; see ``progress.not_applicable_reason``).
+        key_freqs: K for the main restricted / excluded series (integers 1..(p-1)/2); None =
+            the final model's key frequencies, found at the end of fit.
+        snapshots: keep the parameters at each probe step (``circuit/snapshot``) so the main
+            series can be recomputed with one K at the end of fit and offline.
         name: probe name.
     """
 
     def __init__(self, p: int | None = None, threshold: float = 0.85, restricted_on: str = "all",
                  train_index: Tensor | None = None, losses: bool | None = None,
+                 key_freqs: Sequence[int] | None = None, snapshots: bool = True,
                  name: str = "fourier"):
         if p is not None and (not isinstance(p, int) or p < 3 or p % 2 == 0):
             raise ValueError(f"p must be an odd int >= 3, got {p!r}")
@@ -208,10 +217,16 @@ class FourierProbe:
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         if restricted_on not in ("all", "test"):
             raise ValueError(f"restricted_on must be 'all' or 'test', got {restricted_on!r}")
+        if key_freqs is not None and p is not None:
+            key_freqs = check_key_freqs(key_freqs, p)
         self.p, self.threshold, self.restricted_on = p, threshold, restricted_on
         self.train_index, self.losses, self.name = train_index, losses, name
+        self.key_freqs, self.snapshots = key_freqs, snapshots
+        self.reason: str | None = None  # why the losses do not apply (None: they do)
         self._grid: dict[str, Tensor] = {}
         self._grid_task: Any = None
+        self._held: dict[int, np.ndarray] = {}  # snapshots when there is no trace store
+        self._last_keys: list[int] = []
 
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with the hook points and a known modulus."""
@@ -219,11 +234,14 @@ class FourierProbe:
                                                   "hook_neurons"))
         return has and (self.p is not None or getattr(task, "modulus", None) is not None)
 
-    def _setup(self, ctx: ProbeContext) -> None:
-        task = ctx.task
+    def setup_grid(self, task: Any, loss: str | None = None) -> None:
+        """Build the p x p grid, its labels and splits for ``task``; ``loss`` is the training
+        loss's name when known ("cross_entropy", "mse")."""
         p = self.p or getattr(task, "modulus", None)
         if p is None:
             raise ValueError("FourierProbe: no modulus; pass p= or use a task with .modulus")
+        if self.key_freqs is not None:
+            self.key_freqs = check_key_freqs(self.key_freqs, p)
         a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
         labels = (a + b).flatten() % p
         tr = self.train_index if self.train_index is not None else getattr(task, "train_index", None)
@@ -241,27 +259,41 @@ class FourierProbe:
         if tr is not None:
             train_mask = torch.zeros(p * p, dtype=torch.bool)
             train_mask[tr] = True
-        losses = self.losses
-        if losses is None:
-            losses = getattr(task, "name", "x+y") == "x+y"
+        self.reason = not_applicable_reason(loss, getattr(task, "name", None))
+        if self.losses is False:
+            self.reason = "turned off (FourierProbe(losses=False))"
+        elif self.losses:
+            self.reason = None
+        test = all_idx[~train_mask] if tr is not None else None
         self._grid = {"p": torch.tensor(p), "x": torch.stack([a.flatten(), b.flatten()], 1),
-                      "labels": true_labels, "fit_labels": fit_labels, "losses": torch.tensor(bool(losses)),
-                      "train": all_idx[train_mask] if tr is not None else None,
-                      "test": all_idx[~train_mask] if tr is not None else None}
+                      "labels": true_labels, "fit_labels": fit_labels,
+                      "restricted": test if self.restricted_on == "test" and test is not None
+                      else all_idx,
+                      "excluded": all_idx[train_mask] if tr is not None else all_idx}
 
-    def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
-        if not self._grid or self._grid_task is not ctx.task:  # cache per task
-            self._setup(ctx)
-            self._grid_task = ctx.task
-        g = self._grid
-        p = int(g["p"])
+    def grid_outputs(self, model: nn.Module) -> tuple[Tensor, Tensor]:
+        """(logits [p^2, p] on the CPU, neuron activations [p^2, d_mlp]) on the full grid."""
+        g, p = self._grid, int(self._grid["p"])
         device = next(model.parameters()).device
         acts: list[Tensor] = []
         with forward_hooks([(model.hook_neurons, lambda m, i, o: acts.append(o.detach()))]):
             logits = model(g["x"].to(device))
         if logits.dim() == 3:
             logits = logits[:, -1]
-        logits = logits[:, :p].cpu()
+        return logits[:, :p].cpu(), torch.cat(acts).cpu()
+
+    def losses_with(self, logits: Tensor, freqs: Sequence[int]) -> tuple[float, float]:
+        """(restricted, excluded) loss of grid ``logits`` with key frequencies ``freqs``."""
+        g = self._grid
+        return progress_losses(logits, g["labels"], int(g["p"]), freqs, g["restricted"],
+                               g["excluded"], g["fit_labels"])
+
+    def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
+        if not self._grid or self._grid_task is not ctx.task:  # cache per task
+            self.setup_grid(ctx.task, _training_loss(ctx.pl_module))
+            self._grid_task = ctx.task
+        p = int(self._grid["p"])
+        logits, acts = self.grid_outputs(model)
         res = ProbeResult()
         F = fourier_basis(p)
         ginis = []
@@ -274,23 +306,72 @@ class FourierProbe:
         g_emb, g_un = float(np.mean(ginis)), gini(un)
         res.scalars.update({"circuit/gini_embed": g_emb, "circuit/gini_unembed": g_un,
                             "circuit/gini": (g_emb + g_un) / 2})
-        freq, share, _ = key_frequencies(torch.cat(acts).cpu(), p, self.threshold)
+        freq, share, _ = key_frequencies(acts, p, self.threshold)
         keys = sorted(set(freq[freq > 0].tolist()))
+        self._last_keys = keys
         mask = np.zeros((p + 1) // 2, dtype=np.uint8)
         mask[keys] = 1
         res.arrays.update({"circuit/key_freqs": mask,
                            "circuit/neuron_freq": freq.numpy().astype(np.int16),
                            "circuit/neuron_share": share.numpy().astype(np.float16)})
         res.scalars.update({"circuit/n_key_freqs": float(len(keys)),
-                            "circuit/frac_explained": float((freq > 0).double().mean())})
+                            "circuit/share_neurons_explained": float((freq > 0).double().mean())})
         if hasattr(model, "neuron_input_weights"):
             ipr = neuron_ipr(model.neuron_input_weights().detach().cpu(), p)
             res.arrays["circuit/neuron_ipr"] = ipr.numpy().astype(np.float16)
             res.scalars["circuit/ipr_mean"] = float(ipr.nanmean())
-        if bool(g["losses"]):  # K empty: restricted = class means only, excluded = L
-            r_idx = g["test"] if self.restricted_on == "test" and g["test"] is not None \
-                else torch.arange(p * p)
-            e_idx = g["train"] if g["train"] is not None else torch.arange(p * p)
-            r, e = progress_losses(logits, g["labels"], p, keys, r_idx, e_idx, g["fit_labels"])
-            res.scalars.update({"circuit/restricted_loss": r, "circuit/excluded_loss": e})
+        if self.reason is not None:
+            res.meta[STATUS_KEY] = {"status": "not_applicable", "reason": self.reason}
+            return res
+        # K empty: restricted = class means only (about ln p), excluded = the plain loss
+        r, e = self.losses_with(logits, keys)
+        res.scalars.update({CURRENT_K[0]: r, CURRENT_K[1]: e})
+        if self.key_freqs is not None:  # the user's K: the live values are already that series
+            r, e = self.losses_with(logits, self.key_freqs)
+        res.scalars.update({MAIN[0]: r, MAIN[1]: e})
+        res.meta[STATUS_KEY] = {
+            "status": "provisional", "key_freqs": self.key_freqs,
+            "k_source": "user" if self.key_freqs is not None else "current_checkpoint",
+            "note": "live values; the end-of-fit recompute (or `phasewatch probe RUN`) "
+                    "replaces them with one K for every probe step"}
+        if self.snapshots:
+            flat, layout = pack_weights(model)
+            res.meta[LAYOUT_KEY] = layout
+            if find_trace_logger(ctx.trainer) is not None:
+                res.arrays[SNAPSHOT] = flat
+            else:  # no trace store to keep them: hold them for finish()
+                self._held[int(ctx.step)] = flat
         return res
+
+    def finish(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult | None:
+        """End of fit: the main series at every snapshot step with one K (the user's, else the
+        final model's: ``__call__`` just ran on it). None when nothing applies or no snapshot."""
+        if not self._grid or self.reason is not None:
+            return None
+        steps, snaps = stored_snapshots(ctx.trainer, self._held)
+        final_k = list(self._last_keys)
+        k = self.key_freqs if self.key_freqs is not None else final_k
+        res = ProbeResult()
+        if not k:
+            res.drop = list(MAIN)
+            res.meta[STATUS_KEY] = {
+                "status": "not_applicable", "final_model_key_freqs": final_k,
+                "reason": "the final model has no key frequencies (no neuron with >= "
+                          f"{self.threshold} of its activation power on one frequency): no "
+                          "Fourier circuit to restrict to; the per-checkpoint-K values stay in "
+                          + " / ".join(CURRENT_K)}
+            return res
+        if len(steps) == 0:
+            return None
+        layout = model_layout(model)
+        res.series = recompute_series(self, model, steps, snaps, layout, k)
+        res.meta[STATUS_KEY] = {"status": "final", "key_freqs": k,
+                                "k_source": "user" if self.key_freqs is not None else "final_model",
+                                "final_model_key_freqs": final_k, "n_steps": len(steps)}
+        return res
+
+
+def _training_loss(pl_module: Any) -> str | None:
+    """The module's loss name from its hyperparameters (phasewatch's ``PhaseModule``), else None."""
+    hp = getattr(pl_module, "hparams", None)
+    return hp.get("loss") if hasattr(hp, "get") else None

@@ -76,7 +76,7 @@ def test_fourier_probe_key_freqs_and_losses_equal_direct_computation():
     res = cc.run_probes(None, model)["fourier"]
     mask = res.arrays["circuit/key_freqs"]
     assert np.flatnonzero(mask).tolist() == list(FourierModel.FREQS)
-    assert res.scalars["circuit/n_key_freqs"] == 2 and res.scalars["circuit/frac_explained"] == 1
+    assert res.scalars["circuit/n_key_freqs"] == 2 and res.scalars["circuit/share_neurons_explained"] == 1
     assert set(res.arrays["circuit/neuron_freq"].tolist()) == set(FourierModel.FREQS)
     grid = torch.stack(torch.meshgrid(torch.arange(P), torch.arange(P), indexing="ij"), -1).reshape(-1, 2)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_probes_on_every_builtin_modular_model(tmp_path, name):
     steps, norms = run.arrays("circuit/fourier_norm/unembed")
     assert steps.tolist() == [0, 3, 6] and norms.shape == (3, P)
     assert run.arrays("circuit/key_freqs")[1].shape == (3, (P + 1) // 2)
-    for s in ("circuit/gini", "circuit/n_key_freqs", "circuit/frac_explained"):
+    for s in ("circuit/gini", "circuit/n_key_freqs", "circuit/share_neurons_explained"):
         assert np.isfinite(run.series(s)[1]).all(), s
     if name == "transformer2":  # no neuron_input_weights: no IPR
         assert "circuit/ipr_mean" not in run.names()
