@@ -36,6 +36,12 @@ NEAR_ZERO = 0.05        # "train loss falls to ~0": at most this share of its fi
 FLAT_ACC = 0.1          # "accuracy flat": changes by at most this over the segment
 COLLAPSE = 1.0          # "val loss collapses": falls by at least this many decades
 Z = 2.0                 # rises / falls: the change exceeds Z standard errors
+# the trends each phase needs of every piece of a multi-segment phase
+DIRECTIONS = {"memorization": {"train/loss": ("falls",), "val/loss": ("rises", "flat"),
+                               "circuit/excluded_loss": ("falls",)},
+              "circuit_formation": {"circuit/excluded_loss": ("rises",), "circuit/restricted_loss": ("falls",),
+                                    "weights/sum_sq": ("falls",)},
+              "cleanup": {"val/loss": ("falls",), "weights/sum_sq": ("falls",), "circuit/gini": ("rises",)}}
 
 
 def trends(x, Y, rows, sigma, inflation) -> list:
@@ -119,31 +125,52 @@ def _signature(phase, t, seg, ctx) -> list:
     return checks
 
 
-def name_segments(segs: list, val_midpoint: float | None, train_loss_first: float | None) -> list:
-    """Give each segment ``name``, ``expected`` and ``failed`` from its signature checks.
+def name_segments(segs: list, val_midpoint: float | None, train_loss_first: float | None,
+                  union_trends) -> list:
+    """Group segments into phases: ``[{"name", "expected", "failed", "first", "last"}]``.
 
     ``segs``: ``[{"end": step, "train_loss_end": value, "trends": {signal: trend dict}}]`` in
-    order. A segment is named by the first phase at or after the next expected one whose
-    checks all pass; phases come in order and each at most once.
+    order; ``union_trends(i, j)`` gives the trends of one line per signal over segments i..j.
+    From each segment on, the shortest run of adjacent segments whose union passes a
+    signature (the next expected phase first, then later ones) becomes that phase, provided
+    every piece moves the phase's key signals its way (``DIRECTIONS``): a curved
+    memorization may take two straight pieces. Phases come in order, each at most once. A
+    segment that starts no passing run is reported alone with the failed checks of the phase
+    expected next.
     """
-    rates: dict = {}
-    for s in segs:
-        for name, t in s["trends"].items():
-            if t.get("rate") is not None:
-                rates.setdefault(name, []).append(t["rate"])
-    ctx = {"val_midpoint": val_midpoint, "train_loss_first": train_loss_first, "rates": rates}
-    nxt, out = 0, []
-    for seg in segs:
-        got = None
-        for i in range(nxt, len(ORDER)):
-            if all(ok for ok, _ in _signature(ORDER[i], seg["trends"], seg, ctx)):
-                got, nxt = ORDER[i], i + 1
+    rates = [{n: t["rate"] for n, t in s["trends"].items() if t.get("rate") is not None} for s in segs]
+
+    def passes(phase, i, j):
+        seg = {"end": segs[j]["end"], "train_loss_end": segs[j]["train_loss_end"]}
+        tr = segs[i]["trends"] if i == j else union_trends(i, j)
+        others = {}
+        for r in rates[:i] + rates[j + 1:]:
+            for n, v in r.items():
+                others.setdefault(n, []).append(v)
+        ctx = {"val_midpoint": val_midpoint, "train_loss_first": train_loss_first,
+               "rates": {n: v + [tr[n]["rate"]] for n, v in others.items() if tr.get(n, {}).get("rate") is not None}}
+        checks = _signature(phase, tr, seg, ctx)
+        for k in range(i, j + 1) if j > i else ():
+            for n, want in DIRECTIONS[phase].items():
+                got = segs[k]["trends"].get(n, {}).get("trend")
+                if got not in want:
+                    checks.append((False, f"{LABELS[n]} {got} in part {k - i + 1} (expected: {' or '.join(want)})"))
+        return checks
+
+    nxt, i, out = 0, 0, []
+    while i < len(segs):
+        hit = None
+        for p in range(nxt, len(ORDER)):
+            j = next((j for j in range(i, len(segs)) if all(ok for ok, _ in passes(ORDER[p], i, j))), None)
+            if j is not None:
+                hit = (p, j)
                 break
-        if got is not None:
-            out.append({"name": got, "expected": got, "failed": []})
-        elif nxt < len(ORDER):
-            failed = [text for ok, text in _signature(ORDER[nxt], seg["trends"], seg, ctx) if not ok]
-            out.append({"name": None, "expected": ORDER[nxt], "failed": failed})
-        else:
-            out.append({"name": None, "expected": None, "failed": []})
+        if hit is not None:
+            out.append({"name": ORDER[hit[0]], "expected": ORDER[hit[0]], "failed": [], "first": i, "last": hit[1]})
+            nxt, i = hit[0] + 1, hit[1] + 1
+            continue
+        failed = [t for ok, t in passes(ORDER[nxt], i, i) if not ok] if nxt < len(ORDER) else []
+        out.append({"name": None, "expected": ORDER[nxt] if nxt < len(ORDER) else None, "failed": failed,
+                    "first": i, "last": i})
+        i += 1
     return out

@@ -4,13 +4,14 @@ Rows are the probe steps (where ``circuit/excluded_loss`` is logged). Each progr
 (``SIGNALS``: excluded and restricted loss, sum of squared weights, train and val loss in
 log10; Gini and accuracies as they are) contributes its own sample nearest to a probe step,
 when closer than half the gap to the neighbouring probes; otherwise that cell is missing:
-no point is interpolated. ``segments.select_segments`` fits straight lines per segment on a
-linear or log step axis (the better likelihood wins), picks the number of segments (<= 4)
-by BIC with every parameter counted and autocorrelated noise, and
-``segments.boundary_intervals`` gives each boundary an interval from the jackknife over
-probes (the full analysis redone without each probe) and a block bootstrap of residuals.
-``phase_signatures.name_segments`` names a segment only when its signature holds; a
-boundary is an event (``memorization_end`` ...) only when it ends a named phase.
+no point is interpolated. ``segments.select_segments`` fits straight lines per segment on
+the log-step axis, picks the number of segments (<= 5) by BIC with every parameter counted
+and autocorrelated noise. ``phase_signatures.name_segments`` names a run of segments only
+when its signature holds. The whole analysis is redone without each probe (jackknife): a
+phase keeps its name only if every leave-one-out analysis names it too, and the interval of
+its end covers every leave-one-out position, the bootstrap percentiles
+(``segments.bootstrap_positions``) and the two probes that bracket it. A boundary is an
+event (``memorization_end`` ...) only when it ends a named phase.
 docs/science.md#phases-within-a-run has the definitions.
 
 Example:
@@ -25,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .phase_signatures import name_segments, trends
-from .segments import boundary_intervals, select_segments
+from .segments import bootstrap_positions, select_segments
 from .signals import clean
 
 __all__ = ["SIGNALS", "REQUIRED", "nanda_phases_from_trace", "probe_matrix"]
@@ -35,9 +36,10 @@ SIGNALS = {"circuit/excluded_loss": "log", "circuit/restricted_loss": "log", "we
            "val/acc": "lin"}
 REQUIRED = ("circuit/excluded_loss", "circuit/restricted_loss")
 MIN_SIZE = 3            # probes per segment
-MAX_SEGMENTS = 4        # memorization, circuit formation, cleanup, after
+MAX_SEGMENTS = 5        # a first transient, memorization, circuit formation, cleanup, after
 MIN_COVER = 0.8         # a signal present at fewer than this share of the probes is skipped
 FLOOR = 0.01            # noise scale floor: this share of a signal's range (model misfit)
+STATUS_KEY = "circuit/progress_measures"   # meta written by the Fourier probe: final / provisional / not_applicable
 
 
 def _insufficient(why: str) -> dict:
@@ -86,24 +88,8 @@ def _axis_x(steps: np.ndarray, axis: str) -> np.ndarray:
     return np.log10(steps + (pos[0] if pos.size else 1.0))
 
 
-def _select(steps, Y, axes, k=None):
-    """The best (axis, x, fit) over ``axes`` by penalized likelihood; None if too few probes."""
-    floor = FLOOR * np.nan_to_num(np.nanmax(Y, 0) - np.nanmin(Y, 0))
-    best = None
-    for ax in axes:
-        x = _axis_x(steps, ax)
-        fit = select_segments(x, Y, MAX_SEGMENTS, MIN_SIZE, k=k, sigma_floor=floor)
-        if fit is None:
-            continue
-        n_j = np.isfinite(Y).sum(0)
-        score = float(np.sum(n_j * np.log(fit.sigma ** 2))) + fit.bic[fit.k] - min(fit.bic.values())
-        if best is None or score < best[0]:
-            best = (score, ax, x, fit)
-    return None if best is None else best[1:]
-
-
-def _midpoint(x: np.ndarray, steps: np.ndarray, pos: float, axis: str) -> float:
-    """Step of a boundary position (``i - 0.5``: between rows i-1 and i; integer: at a row)."""
+def _position_step(steps: np.ndarray, pos: float, axis: str) -> float:
+    """Step of a boundary position (``i - 0.5``: between rows i-1 and i, midway on the axis)."""
     lo, hi = int(np.floor(pos)), int(np.ceil(pos))
     if lo == hi:
         return float(steps[lo])
@@ -113,91 +99,140 @@ def _midpoint(x: np.ndarray, steps: np.ndarray, pos: float, axis: str) -> float:
     return float(np.sqrt((steps[lo] + off) * (steps[hi] + off)) - off)
 
 
-def _bracket(steps: np.ndarray, lo: float, hi: float) -> tuple:
+def _bracket(steps: np.ndarray, lo: float, hi: float) -> list:
     """Steps of the probes bracketing positions ``lo`` .. ``hi`` (a row position: its neighbours)."""
     a = int(np.floor(lo)) if lo != int(lo) else int(lo) - 1
     b = int(np.ceil(hi)) if hi != int(hi) else int(hi) + 1
-    return int(steps[max(a, 0)]), int(steps[min(b, steps.size - 1)])
+    return [int(steps[max(a, 0)]), int(steps[min(b, steps.size - 1)])]
+
+
+def _phases_at(trace, probes, used, aliases, axis, val_midpoint):
+    """Segment and name the probes ``probes``: ``(x, Y, fit, phases)``, or None if too few.
+
+    ``phases``: ``[{name, expected, failed, first, last, trends, start, end}]``, segments
+    ``first``..``last`` (indices into the fit's segments).
+    """
+    Y = probe_matrix(trace, probes, used, aliases)
+    x = _axis_x(probes, axis)
+    floor = FLOOR * np.nan_to_num(np.nanmax(Y, 0) - np.nanmin(Y, 0))
+    fit = select_segments(x, Y, MAX_SEGMENTS, MIN_SIZE, sigma_floor=floor)
+    if fit is None:
+        return None
+    edges = [0, *fit.starts, probes.size]
+    bsteps = [_position_step(probes, s - 0.5, axis) for s in fit.starts]
+    tl = used.index("train/loss") if "train/loss" in used else None
+
+    def union(i, j):
+        return dict(zip(used, trends(x, Y, (edges[i], edges[j + 1]), fit.sigma, fit.inflation)))
+
+    segs = []
+    for i in range(fit.k):
+        col = Y[edges[i]:edges[i + 1], tl] if tl is not None else np.array([])
+        col = col[np.isfinite(col)]
+        segs.append({"start": bsteps[i - 1] if i else float(probes[0]),
+                     "end": bsteps[i] if i < len(bsteps) else float(probes[-1]),
+                     "train_loss_end": float(10 ** col[-1]) if col.size else None, "trends": union(i, i)})
+    first = Y[:, tl][np.isfinite(Y[:, tl])] if tl is not None else np.array([])
+    named = name_segments(segs, val_midpoint, float(10 ** first[0]) if first.size else None, union)
+    for nm in named:
+        i, j = nm["first"], nm["last"]
+        nm.update(trends=segs[i]["trends"] if i == j else union(i, j), start=segs[i]["start"], end=segs[j]["end"])
+    return x, Y, fit, named
+
+
+def _named_ends(probes, fit, named) -> dict:
+    """``{"memorization_end": position, ...}`` for each named phase that ends at a boundary."""
+    return {f"{nm['name']}_end": fit.starts[nm["last"]] - 0.5 for nm in named
+            if nm["name"] and nm["last"] < len(fit.starts)}
 
 
 def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float | None = None,
-                            axis: str = "auto", aliases: dict | None = None, n_boot: int = 200,
-                            seed: int = 0) -> dict:
+                            axis: str = "log", aliases: dict | None = None, n_boot: int = 200,
+                            seed: int = 0, jackknife: bool = True) -> dict:
     """Nanda phases of a run (reader API); ``{"insufficient": why}`` when the signals cannot carry them.
 
     ``val_midpoint``: step of the val-accuracy transition midpoint (default: fitted here);
     ``generalized=False`` means the run never generalized: no midpoint, so only memorization
     can be named. ``aliases`` maps a name in ``SIGNALS`` to the run's own series name.
+    ``axis``: "log" (log10 of step + first probe step; the default: probes are log-spaced and
+    these phases span decades) or "linear". ``jackknife=False`` skips the leave-one-probe-out
+    analyses (names are then not checked for stability; intervals come from the bootstrap).
     """
-    if axis not in ("auto", "linear", "log"):
-        raise ValueError(f"axis must be 'auto', 'linear' or 'log', got {axis!r}")
+    if axis not in ("linear", "log"):
+        raise ValueError(f"axis must be 'linear' or 'log', got {axis!r}")
     aliases = aliases or {}
     names = set(trace.names())
+    status = (getattr(trace, "meta", None) or {}).get(STATUS_KEY) or {}
+    if isinstance(status, dict) and status.get("status") == "not_applicable":
+        return _insufficient(f"progress measures not applicable: {status.get('reason', 'no reason given')}")
     missing = [n for n in REQUIRED if aliases.get(n, n) not in names]
     if missing:
         return _insufficient(f"no circuit measures ({', '.join(missing)} not logged; they need a "
                              "cross-entropy model with Fourier key frequencies)")
-    probes, ex = clean(*trace.series(REQUIRED[0]))[:2]
-    rs = _series(trace, REQUIRED[1], aliases)
-    if np.nanmax(rs[1]) - np.nanmin(rs[1]) < 1e-3:
-        return _insufficient(f"restricted loss constant ({10 ** np.nanmedian(rs[1]):.4g}): "
+    probes = clean(*trace.series(aliases.get(REQUIRED[0], REQUIRED[0])))[0]
+    rs = _series(trace, REQUIRED[1], aliases)[1]
+    if rs.size and np.nanmax(rs) - np.nanmin(rs) < 1e-3:
+        return _insufficient(f"restricted loss constant ({10 ** np.nanmedian(rs):.4g}): "
                              "the key-frequency set K is empty, the measures carry no phase signal")
     used = [n for n in SIGNALS if aliases.get(n, n) in names]
     Y = probe_matrix(trace, probes, used, aliases)
     cover = np.isfinite(Y).mean(0)
     skipped = [n for n, c in zip(used, cover) if c < MIN_COVER]
     used = [n for n, c in zip(used, cover) if c >= MIN_COVER]
-    Y = Y[:, cover >= MIN_COVER]
-    keep = np.all(np.isfinite(Y[:, :2]), axis=1)
-    probes, Y = probes[keep], Y[keep]
+    probes = probes[np.all(np.isfinite(Y[:, :2]), axis=1)]
     if probes.size < MIN_SIZE * 3:
         return _insufficient(f"{probes.size} probes with circuit measures; need >= {MIN_SIZE * 3}")
-    axes = ("linear", "log") if axis == "auto" else (axis,)
-    ax, x, fit = _select(probes, Y, axes)
-
-    def refit(mask):
-        sub = probes[mask]
-        got = _select(sub, probe_matrix(trace, sub, used, aliases), axes)
-        return None if got is None else got[2]
-
-    ivs = boundary_intervals(x, Y, fit, refit, n_boot=n_boot, seed=seed, min_size=MIN_SIZE)
     if val_midpoint is None and generalized and "val/acc" in used:
         from .events import fit_transition
         tx = fit_transition(*trace.series(aliases.get("val/acc", "val/acc")), signal="val/acc")
         val_midpoint = None if tx is None else float(tx.midpoint.step)
     if not generalized:
         val_midpoint = None
-    bsteps = [_midpoint(x, probes, iv["estimate"], ax) for iv in ivs]
-    edges = [0, *fit.starts, probes.size]
-    tl = used.index("train/loss") if "train/loss" in used else None
-    segs = []
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        tr = trends(x, Y, (a, b), fit.sigma, fit.inflation)
-        col = Y[a:b, tl] if tl is not None else np.array([])
-        col = col[np.isfinite(col)]
-        segs.append({"start": float(bsteps[i - 1]) if i else float(probes[0]),
-                     "end": float(bsteps[i]) if i < len(bsteps) else float(probes[-1]),
-                     "train_loss_end": float(10 ** col[-1]) if col.size else None,
-                     "trends": dict(zip(used, tr))})
-    first = Y[:, tl][np.isfinite(Y[:, tl])] if tl is not None else np.array([])
-    named = name_segments(segs, val_midpoint, float(10 ** first[0]) if first.size else None)
+    x, Y, fit, named = _phases_at(trace, probes, used, aliases, axis, val_midpoint)
+    ends = _named_ends(probes, fit, named)
+    # jackknife: the whole analysis without each probe; a phase stays named only if every
+    # leave-one-out analysis names it too, and its end's interval covers all their positions
+    jack = {name: [pos, pos] for name, pos in ends.items()}
+    unstable: dict = {}
+    for i in range(probes.size if jackknife else 0):
+        rows = np.delete(np.arange(probes.size), i)
+        got = _phases_at(trace, probes[rows], used, aliases, axis, val_midpoint)
+        g_ends = {} if got is None else _named_ends(probes[rows], got[2], got[3])
+        g_names = set() if got is None else {nm["name"] for nm in got[3]}
+        for nm in named:
+            if nm["name"] and nm["name"] not in g_names:
+                unstable.setdefault(nm["name"], int(probes[i]))
+        for name in ends:
+            if name in g_ends:
+                pos = (rows[int(g_ends[name] - 0.5)] + rows[int(g_ends[name] + 0.5)]) / 2.0
+                jack[name] = [min(jack[name][0], pos), max(jack[name][1], pos)]
+            else:
+                unstable.setdefault(name[:-4], int(probes[i]))
+    boot = bootstrap_positions(x, Y, fit, n_boot=n_boot, seed=seed, min_size=MIN_SIZE)
     phases, boundaries = [], []
-    for seg, nm in zip(segs, named):
-        phases.append({**nm, "start": int(round(seg["start"])), "end": int(round(seg["end"])),
-                       "change": {n: None if t["change"] is None else round(t["change"], 3)
-                                  for n, t in seg["trends"].items()},
-                       "trend": {n: t["trend"] for n, t in seg["trends"].items()}})
-    for i, iv in enumerate(ivs):
-        lo = min(iv["estimate"], iv["jackknife"][0], iv["bootstrap"][0])
-        hi = max(iv["estimate"], iv["jackknife"][1], iv["bootstrap"][1])
-        low, high = _bracket(probes, lo, hi)
-        name = named[i]["name"]
-        boundaries.append({"name": f"{name}_end" if name else None, "step": int(round(bsteps[i])),
-                           "low": low, "high": high,
-                           "jackknife": list(_bracket(probes, *iv["jackknife"])),
-                           "bootstrap": list(_bracket(probes, *iv["bootstrap"]))})
-    return {"method": "piecewise-linear segments of the raw probe samples, k <= 4 by BIC",
-            "axis": ax, "k": fit.k, "bic": fit.bic, "noise_phi": round(fit.phi, 3),
+    for nm in named:
+        if nm["name"] in unstable:
+            nm.update(failed=[f"signature not stable: not found without the probe at step {unstable[nm['name']]}"],
+                      expected=nm["name"], name=None)
+        tr = nm["trends"]
+        phases.append({"name": nm["name"], "expected": nm["expected"], "failed": nm["failed"],
+                       "start": int(round(nm["start"])), "end": int(round(nm["end"])),
+                       "segments": nm["last"] - nm["first"] + 1,
+                       "change": {n: None if t["change"] is None else round(t["change"], 3) for n, t in tr.items()},
+                       "trend": {n: t["trend"] for n, t in tr.items()}})
+    end_of = {pos: name for name, pos in ends.items() if name[:-4] not in unstable}
+    for b, s in enumerate(fit.starts):
+        name = end_of.get(s - 0.5)
+        lo, hi = jack[name] if name else (s - 0.5, s - 0.5)
+        boundaries.append({"name": name, "step": int(round(_position_step(probes, s - 0.5, axis))),
+                           "low": _bracket(probes, min(lo, boot[b][0]), max(hi, boot[b][1]))[0],
+                           "high": _bracket(probes, min(lo, boot[b][0]), max(hi, boot[b][1]))[1],
+                           "jackknife": _bracket(probes, lo, hi) if name and jackknife else None,
+                           "bootstrap": _bracket(probes, *boot[b])})
+    return {"method": f"piecewise-linear segments of the raw probe samples on a {axis} step axis, "
+                      f"k <= {MAX_SEGMENTS} by BIC; names by signature, kept when stable under the jackknife",
+            "axis": axis, "k": fit.k, "bic": fit.bic, "noise_phi": round(fit.phi, 3),
             "n_probes": int(probes.size), "signals": used, "signals_skipped": skipped,
+            "measures": status.get("status") if isinstance(status, dict) else None,
             "val_midpoint": val_midpoint, "tentative": not generalized,
             "boundaries": boundaries, "phases": phases}

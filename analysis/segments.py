@@ -8,16 +8,14 @@ the residuals of the richest fit (``max_segments``); autocorrelated noise makes 
 worth fewer independent ones, so the residual sum of squares is divided by the long-run
 variance factor ``(1 + phi) / (1 - phi)`` before the criterion
 
-    BIC(k) = RSS_k / (sigma^2 (1 + phi) / (1 - phi)) + (2 d k + k - 1) ln(n d)
+    BIC(k) = RSS_k / (sigma^2 (1 + phi) / (1 - phi)) + (2 d k + k - 1) ln(number of samples)
 
 (2 d line parameters per segment and k - 1 boundary positions) picks ``k``. The best
 partition for each ``k`` is found exactly (dynamic programming over all partitions with at
 least ``min_size`` samples per segment). Nothing is interpolated: only the samples count.
 
-Boundary intervals (``boundary_intervals``) come from resampling the samples: every
-leave-one-out fit (jackknife, re-selecting ``k``) and a moving-block bootstrap of the
-residual rows (``k`` fixed); the interval is the hull of both and of the two samples that
-bracket the boundary.
+``bootstrap_positions`` resamples the probes' residual rows in moving blocks (``k`` fixed)
+to give each boundary a percentile interval.
 
 Example:
     >>> import numpy as np
@@ -33,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SegmentFit", "segment_costs", "best_partitions", "select_segments", "boundary_intervals",
+__all__ = ["SegmentFit", "segment_costs", "best_partitions", "select_segments", "bootstrap_positions",
            "line_fit"]
 
 PHI_MAX = 0.8
@@ -54,7 +52,7 @@ def segment_costs(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     z = np.zeros((1, Y.shape[1]))
     cw, cx, cxx, cy, cxy, cyy = (np.vstack([z, np.cumsum(v, 0)])
                                  for v in (W, X, X * x[:, None], Y0, X * Y0, Y0 * Y0))
-    a, b = np.meshgrid(np.arange(len(x) + 1), np.arange(len(x) + 1), indexing="ij")
+    a, b = np.arange(len(x) + 1)[:, None], np.arange(len(x) + 1)[None, :]
     m = np.maximum(cw[b] - cw[a], 1.0)
     sx, sxx, sy = cx[b] - cx[a], cxx[b] - cxx[a], cy[b] - cy[a]
     vx = sxx - sx * sx / m
@@ -71,7 +69,7 @@ def best_partitions(C: np.ndarray, max_segments: int, min_size: int) -> dict:
     ``starts`` are the first rows of segments 2..k. Dynamic programming on the cost matrix.
     """
     n = C.shape[0] - 1
-    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    i, j = np.arange(n + 1)[:, None], np.arange(n + 1)[None, :]
     C = np.where(j - i >= min_size, C, np.inf)
     F = [C[0]]
     arg = [None]
@@ -192,46 +190,29 @@ def _block_resample(res: np.ndarray, block: int, rng) -> np.ndarray:
     return res[idx[:n]]
 
 
-def boundary_intervals(x, Y, fit: SegmentFit, refit, n_boot: int = 200, seed: int = 0,
-                       min_size: int = 3) -> list:
-    """Per boundary: ``{"jackknife": [lo, hi], "bootstrap": [lo, hi]}`` as boundary positions.
+def bootstrap_positions(x, Y, fit: SegmentFit, n_boot: int = 200, seed: int = 0,
+                        min_size: int = 3) -> list:
+    """Per boundary, the 2.5 % and 97.5 % quantiles of its position over a block bootstrap.
 
-    A position ``i + f`` (0 <= f < 1) means "between rows i and i+1"; the point estimate of a
-    boundary starting segment at row ``s`` is ``s - 0.5``. ``refit(keep)`` re-runs the whole
-    selection on the rows ``keep`` (a boolean mask) and returns a ``SegmentFit`` or None; the
-    jackknife drops each row once. The bootstrap adds moving blocks of residual rows (length
-    from ``phi``) to the fitted values and refits with ``k`` fixed.
+    A position ``s - 0.5`` means "between rows s-1 and s". Each replicate adds moving blocks
+    of residual rows (all signals of a probe together; block length from ``phi``) to the
+    fitted values and refits with ``k`` fixed.
     """
     x = np.asarray(x, dtype=float)
     Y = np.asarray(Y, dtype=float).reshape(len(x), -1)
     n = len(x)
     est = [s - 0.5 for s in fit.starts]
-    jack = [[e, e] for e in est]
-    for i in range(n):
-        keep = np.ones(n, dtype=bool)
-        keep[i] = False
-        f = refit(keep)
-        if f is None or f.k != fit.k:
-            continue
-        rows = np.flatnonzero(keep)
-        for j, s in enumerate(f.starts):      # back to positions among all n rows
-            pos = (rows[s - 1] + rows[s]) / 2.0
-            jack[j] = [min(jack[j][0], pos), max(jack[j][1], pos)]
     rng = np.random.default_rng(seed)
     res = np.nan_to_num(Y - fit.fitted) * np.sqrt(n / max(n - 2 * fit.k, 1))
     missing = ~np.isfinite(Y)
     block = int(np.clip(round((1 + fit.phi) / (1 - fit.phi)), 1, max(n // 4, 1)))
     boots = []
-    if fit.k > 1:
-        for _ in range(n_boot):
-            Yb = fit.fitted + _block_resample(res, block, rng)
-            Yb[missing] = np.nan
-            parts = best_partitions(segment_costs(x, Yb / fit.sigma), fit.k, min_size)
-            if fit.k in parts:
-                boots.append([s - 0.5 for s in parts[fit.k][0]])
+    for _ in range(n_boot if fit.k > 1 else 0):
+        Yb = fit.fitted + _block_resample(res, block, rng)
+        Yb[missing] = np.nan
+        parts = best_partitions(segment_costs(x, Yb / fit.sigma), fit.k, min_size)
+        if fit.k in parts:
+            boots.append([s - 0.5 for s in parts[fit.k][0]])
     boots = np.asarray(boots).reshape(-1, len(est))
-    out = []
-    for j, e in enumerate(est):
-        lo, hi = (np.quantile(boots[:, j], [0.025, 0.975]) if len(boots) else (e, e))
-        out.append({"estimate": e, "jackknife": jack[j], "bootstrap": [float(lo), float(hi)]})
-    return out
+    return [[float(q) for q in np.quantile(boots[:, j], [0.025, 0.975])] if len(boots) else [e, e]
+            for j, e in enumerate(est)]

@@ -76,7 +76,7 @@ def nanda_trace(seed: int, phi: float = 0.5, noise: float = 0.05, every: int = 2
     ``truth`` holds b1, b2, b3 and the val-accuracy midpoint (middle of cleanup).
     """
     rng = np.random.default_rng(seed)
-    b1 = float(10 ** rng.uniform(np.log10(150), np.log10(400)))
+    b1 = float(10 ** rng.uniform(np.log10(250), np.log10(600)))
     b2 = b1 * float(rng.uniform(4, 8))
     b3 = b2 * float(rng.uniform(1.6, 2.5))
     budget = int(b3 * rng.uniform(1.6, 2.5))
