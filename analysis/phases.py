@@ -17,9 +17,11 @@ docs/science.md#phases-within-a-run has the definitions.
 Example:
     >>> from phasewatch.analysis.synthetic_examples import nanda_trace
     >>> t, truth = nanda_trace(seed=0)
-    >>> r = nanda_phases_from_trace(t, n_boot=50)
-    >>> [p["name"] for p in r["phases"]]
-    ['memorization', 'circuit_formation', 'cleanup', None]
+    >>> r = nanda_phases_from_trace(t, n_boot=0, jackknife=False)   # quick: no intervals
+    >>> [p["name"] for p in r["phases"]], truth["b2"] // 1
+    (['memorization', 'circuit_formation', 'cleanup', None], 2218.0)
+    >>> [b["step"] for b in r["boundaries"]]
+    [643, 2098, 3795]
 """
 from __future__ import annotations
 

@@ -37,9 +37,11 @@ __all__ = ["SegmentFit", "segment_costs", "best_partitions", "select_segments", 
 PHI_MAX = 0.8
 
 
-def segment_costs(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+def segment_costs(x: np.ndarray, Y: np.ndarray, per_column: bool = False) -> np.ndarray:
     """``C[a, b]``: residual sum of squares of one least-squares line per column on rows a..b-1.
 
+    Summed over columns, or ``[n+1, n+1, d]`` with ``per_column`` (then dividing column j
+    by s_j divides its slice by s_j^2: the costs of any column scaling in one product).
     NaN entries of ``Y`` are missing samples (that signal was not logged at that row); each
     column is fitted on its own samples. Prefix sums make the whole [n+1, n+1] matrix one
     vectorized computation.
@@ -52,15 +54,15 @@ def segment_costs(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
     z = np.zeros((1, Y.shape[1]))
     cw, cx, cxx, cy, cxy, cyy = (np.vstack([z, np.cumsum(v, 0)])
                                  for v in (W, X, X * x[:, None], Y0, X * Y0, Y0 * Y0))
-    a, b = np.arange(len(x) + 1)[:, None], np.arange(len(x) + 1)[None, :]
-    m = np.maximum(cw[b] - cw[a], 1.0)
-    sx, sxx, sy = cx[b] - cx[a], cxx[b] - cxx[a], cy[b] - cy[a]
+    m, sx, sxx, sy, sxy, syy = (c[None, :, :] - c[:, None, :] for c in (cw, cx, cxx, cy, cxy, cyy))
+    m = np.maximum(m, 1.0)
     vx = sxx - sx * sx / m
-    cov = (cxy[b] - cxy[a]) - sx * sy / m
-    vy = (cyy[b] - cyy[a]) - sy * sy / m
+    cov = sxy - sx * sy / m
+    vy = syy - sy * sy / m
     with np.errstate(divide="ignore", invalid="ignore"):
         rss = np.where(vx > 1e-12 * np.maximum(np.abs(sxx), 1.0), vy - cov * cov / vx, vy)
-    return np.maximum(rss, 0.0).sum(-1)
+    rss = np.maximum(rss, 0.0)
+    return rss if per_column else rss.sum(-1)
 
 
 def best_partitions(C: np.ndarray, max_segments: int, min_size: int) -> dict:
@@ -167,8 +169,9 @@ def select_segments(x, Y, max_segments: int = 4, min_size: int = 3, k: int | Non
     n_obs = int(np.isfinite(Y).sum())
     floor = np.full(d, 1e-9) if sigma_floor is None else np.maximum(sigma_floor, 1e-9)
     sigma, phi, seen = np.maximum(_diff_sigma(x, Y), floor), 0.0, []
+    per_col = segment_costs(x, Y, per_column=True)
     for _ in range(4):
-        parts = best_partitions(segment_costs(x, Y / sigma), kmax, min_size)
+        parts = best_partitions(per_col @ (1.0 / sigma ** 2), kmax, min_size)
         infl = (1 + phi) / (1 - phi)
         bic = {kk: c / infl + (2 * d * kk + kk - 1) * np.log(n_obs) for kk, (_, c) in parts.items()}
         kk = k if k is not None else min(bic, key=bic.get)

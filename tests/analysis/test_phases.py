@@ -60,7 +60,7 @@ def test_oracle_boundaries_are_covered_and_named_phases_carry_their_signature():
     """Nominal 95 % intervals cover the oracle's true boundaries >= 90 % of the time; most
     boundaries get named; every named phase moves the raw samples the way its name says."""
     n = named = covered = 0
-    for seed in range(12):
+    for seed in range(8):
         t, truth = nanda_trace(seed)
         r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=50)
         got = {b["name"]: b for b in r["boundaries"] if b["name"]}
