@@ -41,6 +41,7 @@ MIN_SIZE = 3            # probes per segment
 MAX_SEGMENTS = 5        # a first transient, memorization, circuit formation, cleanup, after
 MIN_COVER = 0.8         # a signal present at fewer than this share of the probes is skipped
 FLOOR = 0.01            # noise scale floor: this share of a signal's range (model misfit)
+LOSS_FLOOR = 1e-3       # nats: a loss below counts as this (float32 rounding and slingshot spikes live there)
 STATUS_KEY = "circuit/progress_measures"   # meta written by the Fourier probe: final / provisional / not_applicable
 
 
@@ -70,6 +71,8 @@ def _series(trace, name: str, aliases: dict):
         return None
     s, v, _ = clean(*trace.series(real))
     if SIGNALS[name] == "log":
+        if name.endswith("loss"):
+            v = np.maximum(v, LOSS_FLOOR)
         v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
     return s, v
 
