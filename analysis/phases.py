@@ -145,10 +145,36 @@ def _phases_at(trace, probes, used, aliases, axis, val_midpoint):
     return x, Y, fit, named
 
 
-def _named_ends(probes, fit, named) -> dict:
+def _named_ends(fit, named) -> dict:
     """``{"memorization_end": position, ...}`` for each named phase that ends at a boundary."""
     return {f"{nm['name']}_end": fit.starts[nm["last"]] - 0.5 for nm in named
             if nm["name"] and nm["last"] < len(fit.starts)}
+
+
+def _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) -> tuple:
+    """The whole analysis without each probe: ``({end name: [lo, hi] positions}, {phase: step})``.
+
+    A phase is unstable (second dict: the first probe whose removal loses it) when some
+    leave-one-out analysis does not name it or does not end it at a boundary; the positions
+    of each named end over all leave-one-out analyses give its jackknife range.
+    """
+    jack = {name: [pos, pos] for name, pos in ends.items()}
+    unstable: dict = {}
+    for i in range(probes.size):
+        rows = np.delete(np.arange(probes.size), i)
+        got = _phases_at(trace, probes[rows], used, aliases, axis, val_midpoint)
+        g_ends = {} if got is None else _named_ends(got[2], got[3])
+        g_names = set() if got is None else {nm["name"] for nm in got[3]}
+        for nm in named:
+            if nm["name"] and nm["name"] not in g_names:
+                unstable.setdefault(nm["name"], int(probes[i]))
+        for name in ends:
+            if name in g_ends:
+                pos = (rows[int(g_ends[name] - 0.5)] + rows[int(g_ends[name] + 0.5)]) / 2.0
+                jack[name] = [min(jack[name][0], pos), max(jack[name][1], pos)]
+            else:
+                unstable.setdefault(name[:-4], int(probes[i]))
+    return jack, unstable
 
 
 def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float | None = None,
@@ -194,25 +220,9 @@ def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float
     if not generalized:
         val_midpoint = None
     x, Y, fit, named = _phases_at(trace, probes, used, aliases, axis, val_midpoint)
-    ends = _named_ends(probes, fit, named)
-    # jackknife: the whole analysis without each probe; a phase stays named only if every
-    # leave-one-out analysis names it too, and its end's interval covers all their positions
-    jack = {name: [pos, pos] for name, pos in ends.items()}
-    unstable: dict = {}
-    for i in range(probes.size if jackknife else 0):
-        rows = np.delete(np.arange(probes.size), i)
-        got = _phases_at(trace, probes[rows], used, aliases, axis, val_midpoint)
-        g_ends = {} if got is None else _named_ends(probes[rows], got[2], got[3])
-        g_names = set() if got is None else {nm["name"] for nm in got[3]}
-        for nm in named:
-            if nm["name"] and nm["name"] not in g_names:
-                unstable.setdefault(nm["name"], int(probes[i]))
-        for name in ends:
-            if name in g_ends:
-                pos = (rows[int(g_ends[name] - 0.5)] + rows[int(g_ends[name] + 0.5)]) / 2.0
-                jack[name] = [min(jack[name][0], pos), max(jack[name][1], pos)]
-            else:
-                unstable.setdefault(name[:-4], int(probes[i]))
+    ends = _named_ends(fit, named)
+    jack, unstable = _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) \
+        if jackknife else ({name: [pos, pos] for name, pos in ends.items()}, {})
     boot = bootstrap_positions(x, Y, fit, n_boot=n_boot, seed=seed, min_size=MIN_SIZE)
     phases, boundaries = [], []
     for nm in named:
