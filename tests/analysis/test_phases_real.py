@@ -2,7 +2,7 @@
 
 Config A (configs/modadd_mlp.yaml, ~30-45 s at one thread) runs once per module; C'
 (configs/modadd_transformer_small.yaml, ~100+ s) is ``slow``. The corrupted-label quadratic
-MLP (MSE) runs for 30 steps: enough for the Fourier probe to say its measures do not apply.
+MLP (MSE) runs for 10 steps: enough for the Fourier probe to say its measures do not apply.
 """
 import os
 import subprocess
@@ -73,7 +73,7 @@ def test_small_transformer_phases_carry_their_signatures(tmp_path_factory):
 
 
 def test_corrupted_label_mse_run_has_no_phases(tmp_path_factory):
-    run, trace = fit(tmp_path_factory, "corrupted_modadd.yaml", "--trainer.max_steps", "30")
+    run, trace = fit(tmp_path_factory, "corrupted_modadd.yaml", "--trainer.max_steps", "10")
     res = analyze_run(run)
     assert "not applicable" in res.phases["insufficient"] and "mse" in res.phases["insufficient"]
     assert not [e for e in res.events if e.signal == "phases"]
