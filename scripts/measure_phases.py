@@ -5,6 +5,7 @@ Usage (train first, one torch thread, then measure):
     OMP_NUM_THREADS=1 WANDB_MODE=disabled phasewatch fit --config configs/modadd_mlp.yaml \\
         --trainer.default_root_dir runs/phases
     python scripts/measure_phases.py runs/phases/latest [more runs ...] [--json out.json]
+    python scripts/measure_phases.py --oracle 20     # interval coverage on the synthetic oracle
 
 For the Nanda p=113 configuration (configs/nanda_p113.yaml, ~12+ min on a CPU) the paper's
 boundaries are 1.4k / 9.4k / 14k epochs (full batch: steps) with K = {14, 35, 41, 42, 52}.
@@ -44,11 +45,31 @@ def show(d: dict) -> str:
     return "\n".join(lines)
 
 
+def oracle_coverage(n_seeds: int, n_boot: int = 200) -> dict:
+    """Named share and 95 %-interval coverage of the true boundaries of ``nanda_trace`` seeds."""
+    from phasewatch.analysis.phases import nanda_phases_from_trace
+    from phasewatch.analysis.synthetic_examples import nanda_trace
+    n = named = covered = 0
+    for seed in range(n_seeds):
+        t, truth = nanda_trace(seed)
+        r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=n_boot)
+        got = {b["name"]: b for b in r["boundaries"] if b["name"]}
+        for name, key in (("memorization_end", "b1"), ("circuit_formation_end", "b2"), ("cleanup_end", "b3")):
+            n += 1
+            if name in got:
+                named += 1
+                covered += got[name]["low"] <= truth[key] <= got[name]["high"]
+    return {"boundaries": n, "named": named, "covered": covered}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+")
+    ap.add_argument("runs", nargs="*")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--oracle", type=int, default=0, help="also score this many oracle seeds")
     args = ap.parse_args(argv)
+    if args.oracle:
+        print("oracle:", oracle_coverage(args.oracle))
     out = [describe(r) for r in args.runs]
     for d in out:
         print(show(d))
