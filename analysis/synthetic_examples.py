@@ -24,7 +24,7 @@ import numpy as np
 
 from .memtrace import MemoryTrace
 
-__all__ = ["nanda_trace", "corrupted_examples", "random_target_examples"]
+__all__ = ["nanda_trace", "score_phase_oracle", "corrupted_examples", "random_target_examples"]
 
 
 # total change of each measure over memorization / circuit formation / cleanup / after
@@ -95,6 +95,27 @@ def nanda_trace(seed: int, phi: float = 0.5, noise: float = 0.05, every: int = 2
         y = START[name] + _smooth_ramps(u, edges, changes, width) + _ar1(rng, s.size, phi, sd)
         out[name] = (s, np.clip(y, 0, 1) if name.endswith("acc") else y if name in LINEAR else 10 ** y)
     return MemoryTrace(out), {"b1": b1, "b2": b2, "b3": b3, "val_midpoint": float(np.sqrt(b2 * b3))}
+
+
+def score_phase_oracle(seeds, n_boot: int = 200, check=None) -> dict:
+    """How many true boundaries of ``nanda_trace(seed)`` are named, and how many lie in their interval.
+
+    ``check(trace, result)``, when given, is called on every seed's phase result.
+    """
+    from .phases import nanda_phases_from_trace
+    n = named = covered = 0
+    for seed in seeds:
+        t, truth = nanda_trace(seed)
+        r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=n_boot)
+        if check is not None:
+            check(t, r)
+        got = {b["name"]: b for b in r["boundaries"] if b["name"]}
+        for name, key in (("memorization_end", "b1"), ("circuit_formation_end", "b2"), ("cleanup_end", "b3")):
+            n += 1
+            if name in got:
+                named += 1
+                covered += got[name]["low"] <= truth[key] <= got[name]["high"]
+    return {"boundaries": n, "named": named, "covered": covered}
 
 
 def corrupted_examples(seed: int, n_train: int = 400, xi: float = 0.3, n_classes: int = 10,

@@ -45,23 +45,6 @@ def show(d: dict) -> str:
     return "\n".join(lines)
 
 
-def oracle_coverage(n_seeds: int, n_boot: int = 200) -> dict:
-    """Named share and 95 %-interval coverage of the true boundaries of ``nanda_trace`` seeds."""
-    from phasewatch.analysis.phases import nanda_phases_from_trace
-    from phasewatch.analysis.synthetic_examples import nanda_trace
-    n = named = covered = 0
-    for seed in range(n_seeds):
-        t, truth = nanda_trace(seed)
-        r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=n_boot)
-        got = {b["name"]: b for b in r["boundaries"] if b["name"]}
-        for name, key in (("memorization_end", "b1"), ("circuit_formation_end", "b2"), ("cleanup_end", "b3")):
-            n += 1
-            if name in got:
-                named += 1
-                covered += got[name]["low"] <= truth[key] <= got[name]["high"]
-    return {"boundaries": n, "named": named, "covered": covered}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*")
@@ -69,7 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle", type=int, default=0, help="also score this many oracle seeds")
     args = ap.parse_args(argv)
     if args.oracle:
-        print("oracle:", oracle_coverage(args.oracle))
+        from phasewatch.analysis.synthetic_examples import score_phase_oracle
+        print("oracle:", score_phase_oracle(range(args.oracle)))
     out = [describe(r) for r in args.runs]
     for d in out:
         print(show(d))

@@ -14,7 +14,7 @@ from phasewatch.analysis.analyzer import analyze_trace
 from phasewatch.analysis.memtrace import MemoryTrace
 from phasewatch.analysis.phases import nanda_phases_from_trace
 from phasewatch.analysis.segments import best_partitions, segment_costs, select_segments
-from phasewatch.analysis.synthetic_examples import nanda_trace
+from phasewatch.analysis.synthetic_examples import nanda_trace, score_phase_oracle
 
 
 def test_segment_costs_match_polyfit_and_skip_missing_samples():
@@ -59,20 +59,13 @@ def test_bic_finds_the_number_of_straight_pieces():
 def test_oracle_boundaries_are_covered_and_named_phases_carry_their_signature():
     """Nominal 95 % intervals cover the oracle's true boundaries >= 90 % of the time; most
     boundaries get named; every named phase moves the raw samples the way its name says."""
-    n = named = covered = 0
-    for seed in range(8):
-        t, truth = nanda_trace(seed)
-        r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=50)
-        got = {b["name"]: b for b in r["boundaries"] if b["name"]}
-        for name, key in (("memorization_end", "b1"), ("circuit_formation_end", "b2"), ("cleanup_end", "b3")):
-            n += 1
-            if name in got:
-                named += 1
-                covered += got[name]["low"] <= truth[key] <= got[name]["high"]
+    def check(t, r):
         for p in r["phases"]:
-            assert signature_holds_on_samples(t, p), (seed, p)
+            assert signature_holds_on_samples(t, p), p
             assert (p["name"] is None) == bool(p["failed"]) or p["expected"] is None
-    assert named >= 0.6 * n and covered >= 0.9 * named, (n, named, covered)
+
+    got = score_phase_oracle(range(8), n_boot=50, check=check)
+    assert got["named"] >= 0.6 * got["boundaries"] and got["covered"] >= 0.9 * got["named"], got
 
 
 def test_dropping_any_probe_keeps_each_named_boundary_in_its_interval():
