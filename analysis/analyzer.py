@@ -127,7 +127,7 @@ class AnalysisResult:
         ph = self.phases.get("phases") if isinstance(self.phases, dict) else None
         if ph:
             lines.append("phases" + (" (tentative: not generalized)" if self.phases.get("tentative") else "")
-                         + ": " + ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in ph))
+                         + ": " + ", ".join(f"{p['name'] or 'unnamed'} {p['start']}-{p['end']}" for p in ph))
         mem = self.memorization
         if isinstance(mem, dict) and mem.get("o1"):
             o1 = mem["o1"]
@@ -296,12 +296,18 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     phases: dict = {}
     if config.phases:
         from .phases import nanda_phases_from_trace
-        phases = nanda_phases_from_trace(trace, generalized=ev_gen is not None)
+        mid = transitions.get(config.val_acc, {}).get("midpoint", {}).get("step")
+        aliases = {"train/acc": config.train_acc, "val/acc": config.val_acc,
+                   "train/loss": config.train_loss, "val/loss": config.val_loss}
+        phases = nanda_phases_from_trace(trace, generalized=ev_gen is not None, aliases=aliases,
+                                         val_midpoint=None if mid is None else float(mid))
         if phases.get("insufficient"):
             insufficient.append(phases["insufficient"])
         for b in phases.get("boundaries", []):
-            events.append(Event(b["name"], b["step"], b["low"], b["high"], "phases",
-                                {"signals": phases.get("signals", [])}))
+            if b["name"]:       # only boundaries that end a named phase are events
+                events.append(Event(b["name"], b["step"], b["low"], b["high"], "phases",
+                                    {"signals": phases.get("signals", []), "jackknife": b["jackknife"],
+                                     "bootstrap": b["bootstrap"]}))
     memo: dict = {}
     if config.memorization:
         from .memorization import memorization_from_trace

@@ -1,230 +1,253 @@
-"""Nanda et al. (2023) phases from progress measures, by change-point detection.
+"""Nanda et al. (2023) phases: the raw probe samples segmented, each segment named by its signature.
 
-Signals (any subset; at least one needed): ``circuit/excluded_loss``,
-``circuit/restricted_loss``, ``weights/sum_sq`` (log10 of each), ``circuit/gini``, and
-``val/loss`` (log10; the cleanup is where it collapses). They are resampled onto a
-uniform step grid (linear or log, see ``axis``), scaled, and segmented into pieces that
-are each linear on that grid (exact least squares, prefix sums, searched exactly with
-``ruptures.Dynp``). Segments are named ``memorization``, ``circuit_formation``,
-``cleanup`` and, when the data support a fourth piece (BIC), ``post_cleanup``.
-Boundary intervals: the positions whose profile cost stays within the 95% chi-square
-(1 dof) band of the best, with the noise variance estimated from the residuals.
+Rows are the probe steps (where ``circuit/excluded_loss`` is logged). Each progress signal
+(``SIGNALS``: excluded and restricted loss, sum of squared weights, train and val loss in
+log10; Gini and accuracies as they are) contributes its own sample nearest to a probe step,
+when closer than half the gap to the neighbouring probes; otherwise that cell is missing:
+no point is interpolated. ``segments.select_segments`` fits straight lines per segment on
+the log-step axis, picks the number of segments (<= 5) by BIC with every parameter counted
+and autocorrelated noise. ``phase_signatures.name_segments`` names a run of segments only
+when its signature holds. The whole analysis is redone without each probe (jackknife): a
+phase keeps its name only if every leave-one-out analysis names it too, and the interval of
+its end covers every leave-one-out position, the bootstrap percentiles
+(``segments.bootstrap_positions``) and the two probes that bracket it. A boundary is an
+event (``memorization_end`` ...) only when it ends a named phase.
+docs/science.md#phases-within-a-run has the definitions.
 
 Example:
     >>> from phasewatch.analysis.synthetic_examples import nanda_trace
     >>> t, truth = nanda_trace(seed=0)
-    >>> r = nanda_phases_from_trace(t)
-    >>> [p["name"] for p in r["phases"]][:3]
-    ['memorization', 'circuit_formation', 'cleanup']
+    >>> r = nanda_phases_from_trace(t, n_boot=0, jackknife=False)   # quick: no intervals
+    >>> [p["name"] for p in r["phases"]]
+    ['memorization', 'circuit_formation', 'cleanup', None]
+    >>> [b["step"] for b in r["boundaries"]], round(truth["b2"])     # boundary steps vs a true one
+    ([643, 2098, 3795], 2218)
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .phase_signatures import name_segments, trends
+from .segments import bootstrap_positions, select_segments
 from .signals import clean
 
-__all__ = ["PHASE_SIGNALS", "PHASE_NAMES", "nanda_phases", "nanda_phases_from_trace"]
+__all__ = ["SIGNALS", "REQUIRED", "nanda_phases_from_trace", "probe_matrix"]
 
-PHASE_SIGNALS = {"circuit/excluded_loss": "log", "circuit/restricted_loss": "log",
-                 "weights/sum_sq": "log", "circuit/gini": "lin", "val/loss": "log"}
-PHASE_NAMES = ("memorization", "circuit_formation", "cleanup", "post_cleanup")
-CHI2_95 = 3.841
-
-
-def _lin_cost():
-    """A ``ruptures`` cost: residual sum of squares of one straight line per dimension.
-
-    The whole [start, end) cost matrix is computed at ``fit`` with prefix sums (numpy),
-    so ``error`` is a lookup.
-    """
-    from ruptures.base import BaseCost
-
-    class CostLinearFast(BaseCost):
-        model = "linear_fast"
-        min_size = 3
-
-        def fit(self, signal):
-            y = np.asarray(signal, dtype=float)
-            y = y[:, None] if y.ndim == 1 else y
-            n = y.shape[0]
-            t = np.arange(n, dtype=float)[:, None]
-            z = np.zeros((1, y.shape[1]))
-            cy = np.vstack([z, np.cumsum(y, 0)])
-            cty = np.vstack([z, np.cumsum(t * y, 0)])
-            cyy = np.vstack([z, np.cumsum(y * y, 0)])
-            ct = np.concatenate([[0.0], np.cumsum(t[:, 0])])
-            ctt = np.concatenate([[0.0], np.cumsum(t[:, 0] ** 2)])
-            a, b = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-            m = np.maximum(b - a, 1).astype(float)
-            st, stt = ct[b] - ct[a], ctt[b] - ctt[a]
-            vt = stt - st * st / m
-            sy = cy[b] - cy[a]
-            cov = (cty[b] - cty[a]) - st[..., None] * sy / m[..., None]
-            vy = (cyy[b] - cyy[a]) - sy * sy / m[..., None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rss = np.where(vt[..., None] > 1e-12, vy - cov * cov / vt[..., None], vy)
-            self.matrix = np.maximum(rss, 0.0).sum(-1)
-            self.signal = y
-            return self
-
-        def error(self, start, end):
-            return float(self.matrix[start, end])
-
-    return CostLinearFast()
+SIGNALS = {"circuit/excluded_loss": "log", "circuit/restricted_loss": "log", "weights/sum_sq": "log",
+           "circuit/gini": "lin", "train/loss": "log", "val/loss": "log", "train/acc": "lin",
+           "val/acc": "lin"}
+REQUIRED = ("circuit/excluded_loss", "circuit/restricted_loss")
+MIN_SIZE = 3            # probes per segment
+MAX_SEGMENTS = 5        # a first transient, memorization, circuit formation, cleanup, after
+MIN_COVER = 0.8         # a signal present at fewer than this share of the probes is skipped
+FLOOR = 0.01            # noise scale floor: this share of a signal's range (model misfit)
+LOSS_FLOOR = 1e-3       # nats: a loss below counts as this (float32 rounding and slingshot spikes live there)
+STATUS_KEY = "circuit/progress_measures"   # meta written by the Fourier probe: final / provisional / not_applicable
 
 
-def _total(cost, bkps):
-    edges = [0, *bkps]
-    return sum(cost.error(a, b) for a, b in zip(edges[:-1], edges[1:]))
+def _insufficient(why: str) -> dict:
+    return {"insufficient": f"insufficient data for Nanda phases: {why}"}
 
 
-def nanda_phases(grid: np.ndarray, signal: np.ndarray, min_size: int = 5,
-                 n_bkps: tuple = (2, 3)) -> dict:
-    """Segment a scaled ``[n, d]`` signal on step ``grid``; boundaries with intervals (steps).
-
-    ``n_bkps``: candidate numbers of boundaries; with (2, 3) a BIC picks between them.
-    """
-    import ruptures as rpt
-
-    n, d = signal.shape
-    cost = _lin_cost().fit(signal)
-    algo = rpt.Dynp(custom_cost=cost, min_size=min_size, jump=2).fit(signal)
-    fits: dict = {}
-    for k in n_bkps:
-        try:
-            b = algo.predict(n_bkps=k)
-        except rpt.exceptions.BadSegmentationParameters:
-            continue
-        fits[k] = (b, _total(cost, b))
-    if not fits:
-        return {"insufficient": f"insufficient data for Nanda phases: {n} grid points"}
-    k = max(fits)
-    if len(n_bkps) > 1 and 2 in fits and 3 in fits:
-        sig2 = fits[3][1] / max(n * d - 3 * 2 * d - 3, 1)
-        # BIC: keep the 4th segment only if it pays for its 2d parameters + 1 boundary
-        if fits[2][1] - fits[3][1] < (2 * d + 1) * np.log(n * d) * sig2:
-            k = 2
-    bkps, best = list(fits[k][0]), fits[k][1]
-    for i in range(k):  # refine each boundary to single-point resolution (Dynp used jump=2)
-        left = (bkps[i - 1] if i else 0) + min_size
-        right = bkps[i + 1] - min_size
-        for c in range(max(left, bkps[i] - 2), min(right, bkps[i] + 2) + 1):
-            trial = bkps[:i] + [c] + bkps[i + 1:]
-            tc = _total(cost, trial)
-            if tc < best:
-                best, bkps = tc, trial
-    sig2 = best / max(n * d - (k + 1) * 2 * d - k, 1)
-    inner = bkps[:-1]
-    boundaries = []
-    for i, b in enumerate(inner):
-        left = (inner[i - 1] if i else 0) + min_size
-        right = (inner[i + 1] if i + 1 < len(inner) else n) - min_size
-        ok = []
-        for c in range(left, right + 1):
-            trial = list(bkps)
-            trial[i] = c
-            if (_total(cost, trial) - best) / max(sig2, 1e-12) <= CHI2_95:
-                ok.append(c)
-        lo_i, hi_i = (min(ok), max(ok)) if ok else (b, b)
-        boundaries.append({"name": f"{PHASE_NAMES[i]}_end", "step": int(round(grid[b])),
-                           "low": int(round(grid[max(lo_i - 1, 0)])),
-                           "high": int(round(grid[min(hi_i, n - 1)]))})
-    edges = [0, *inner, n - 1]
-    phases = []
-    for j in range(len(edges) - 1):
-        a, b = edges[j], edges[j + 1]
-        slopes = np.polyfit(grid[a:b + 1] - grid[a], signal[a:b + 1], 1)[0] * (grid[b] - grid[a])
-        phases.append({"name": PHASE_NAMES[j], "start": int(round(grid[a])), "end": int(round(grid[b])),
-                       "change": slopes.tolist()})
-    return {"boundaries": boundaries, "phases": phases, "noise_var": float(sig2)}
-
-
-def _settled(s: np.ndarray, v: np.ndarray, frac: float = 0.05) -> float:
-    """Last step at which the (running-median) trace is > ``frac`` of its range from its end value."""
-    from .signals import log_bin, running_median
-    bs, bv = log_bin(s, v, 2000)
-    sm = running_median(bv, 5)
-    final = float(np.median(sm[-max(3, sm.size // 20):]))
-    rng = float(sm.max() - sm.min())
-    if rng <= 0:
-        return float(bs[0])
-    off = np.flatnonzero(np.abs(sm - final) > frac * rng)
-    return float(bs[off[-1]]) if off.size else float(bs[0])
-
-
-def nanda_phases_from_trace(trace, n_grid: int = 200, generalized: bool = True,
-                            axis: str = "auto") -> dict:
-    """Nanda phases of a run (reader API); ``{"insufficient": ...}`` when no measure was logged.
-
-    ``generalized=False`` (val accuracy never reached the threshold): the cleanup, which ends
-    with the test-loss collapse, cannot have happened, so only the end of memorization is
-    searched (two segments, the second "circuit_formation" still going) and the result is
-    marked ``tentative``.
-    ``axis``: resample on a ``linear`` or ``log`` step grid; ``auto`` (default) segments on
-    both and keeps the one whose straight pieces fit better (lower residual variance of the
-    scaled measures): Nanda's phases are linear in epochs on long runs, our short CPU runs'
-    phases are closer to equal in log-step.
-    """
-    names = set(trace.names())
-    used = [n for n in PHASE_SIGNALS if n in names]
-    if not any(n.startswith(("circuit/", "weights/sum_sq")) for n in used):
-        return {"insufficient": "insufficient data for Nanda phases: none of "
-                "circuit/excluded_loss, circuit/restricted_loss, weights/sum_sq, circuit/gini logged"}
-    cols, got = [], []
-    for n in used:
-        s, v, _ = clean(*trace.series(n))
-        if PHASE_SIGNALS[n] == "log":
-            keep = v > 0
-            s, v = s[keep], np.log10(v[keep])
-        if s.size >= 10:
-            cols.append((s, v))
-            got.append(n)
-    if not cols:
-        return {"insufficient": "insufficient data for Nanda phases: fewer than 10 points per measure"}
-    # measures that start late (e.g. circuit losses only once key frequencies exist) or stop
-    # early would cut the common span: keep those covering >= 80% of the longest span
-    first, final = min(c[0][0] for c in cols), max(c[0][-1] for c in cols)
-    cover = [(min(s[-1], final) - max(s[0], first)) / max(final - first, 1) for s, _ in cols]
-    skipped = [n for n, c in zip(got, cover) if c < 0.8]
-    cols = [c for c, cv in zip(cols, cover) if cv >= 0.8]
-    got = [n for n, cv in zip(got, cover) if cv >= 0.8]
-    if not cols:
-        return {"insufficient": "insufficient data for Nanda phases: the measures do not overlap in steps"}
-    start = max(c[0][0] for c in cols)
-    last = min(c[0][-1] for c in cols)
-    if last - start < 10:
-        return {"insufficient": "insufficient data for Nanda phases: the measures do not overlap in steps"}
-    # a run trained long after the cleanup would waste the grid on a flat tail: end the grid
-    # at 1.5 x the step where the last measure settles (within 5% of its range of its end value)
-    settle = max(_settled(s, v) for s, v in cols)
-    end = float(min(last, max(1.5 * settle, start + 0.05 * (last - start))))
-    axes = ("linear", "log") if axis == "auto" else (axis,)
-    if axis not in ("auto", "linear", "log"):
-        raise ValueError(f"axis must be 'auto', 'linear' or 'log', got {axis!r}")
-    best = None
-    for ax in axes:
-        if ax == "log":
-            grid = np.geomspace(max(start, 1), end, n_grid)
-        else:
-            grid = np.linspace(start, end, n_grid)
-        mat = []
-        for s, v in cols:
-            g = np.interp(grid, s, v)
-            sd = np.std(g)
-            mat.append((g - g.mean()) / sd if sd > 0 else g * 0)
-        res = nanda_phases(grid, np.stack(mat, axis=1), n_bkps=(2, 3) if generalized else (1,))
-        if "insufficient" in res:
-            continue
-        res["axis"] = ax
-        if best is None or res["noise_var"] < best["noise_var"]:
-            best = res
-    out = best or {"insufficient": f"insufficient data for Nanda phases: {n_grid} grid points"}
-    if "insufficient" not in out:
-        out["tentative"] = not generalized
-        out["signals_skipped"] = skipped
-        out["phases"][-1]["end"] = int(last)
-        out["grid_end"] = int(round(end))
-        out["signals"] = got
-        for p in out["phases"]:
-            p["change"] = dict(zip(got, (round(c, 3) for c in p["change"])))
+def _align(probes: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``v`` at each probe: the nearest sample closer than half the gap to a neighbouring probe."""
+    out = np.full(probes.size, np.nan)
+    if s.size == 0:
+        return out
+    gaps = np.diff(probes.astype(float))
+    half = 0.5 * np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+    i = np.clip(np.searchsorted(s, probes), 1, max(s.size - 1, 1))
+    left, right = s[i - 1], s[np.minimum(i, s.size - 1)]
+    near = np.where(np.abs(probes - left) <= np.abs(right - probes), i - 1, np.minimum(i, s.size - 1))
+    dist = np.abs(s[near] - probes)
+    ok = (dist == 0) | (dist < half)
+    out[ok] = v[near[ok]]
     return out
+
+
+def _series(trace, name: str, aliases: dict):
+    real = aliases.get(name, name)
+    if real not in trace.names():
+        return None
+    s, v, _ = clean(*trace.series(real))
+    if SIGNALS[name] == "log":
+        if name.endswith("loss"):
+            v = np.maximum(v, LOSS_FLOOR)
+        v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+    return s, v
+
+
+def probe_matrix(trace, probes: np.ndarray, names: list, aliases: dict | None = None) -> np.ndarray:
+    """[n probes, d signals] transformed samples aligned to ``probes`` (NaN: no sample there)."""
+    cols = []
+    for name in names:
+        got = _series(trace, name, aliases or {})
+        cols.append(np.full(probes.size, np.nan) if got is None else _align(probes, *got))
+    return np.stack(cols, axis=1)
+
+
+def _axis_x(steps: np.ndarray, axis: str) -> np.ndarray:
+    if axis == "linear":
+        return steps.astype(float)
+    pos = steps[steps > 0]
+    return np.log10(steps + (pos[0] if pos.size else 1.0))
+
+
+def _position_step(steps: np.ndarray, pos: float, axis: str) -> float:
+    """Step of a boundary position (``i - 0.5``: between rows i-1 and i, midway on the axis)."""
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    if lo == hi:
+        return float(steps[lo])
+    if axis == "linear":
+        return float(steps[lo] + steps[hi]) / 2
+    off = steps[steps > 0][0] if np.any(steps > 0) else 1.0
+    return float(np.sqrt((steps[lo] + off) * (steps[hi] + off)) - off)
+
+
+def _bracket(steps: np.ndarray, lo: float, hi: float) -> list:
+    """Steps of the probes bracketing positions ``lo`` .. ``hi`` (a row position: its neighbours)."""
+    a = int(np.floor(lo)) if lo != int(lo) else int(lo) - 1
+    b = int(np.ceil(hi)) if hi != int(hi) else int(hi) + 1
+    return [int(steps[max(a, 0)]), int(steps[min(b, steps.size - 1)])]
+
+
+def _phases_at(trace, probes, used, aliases, axis, val_midpoint):
+    """Segment and name the probes ``probes``: ``(x, Y, fit, phases)``, or None if too few.
+
+    ``phases``: ``[{name, expected, failed, first, last, trends, start, end}]``, segments
+    ``first``..``last`` (indices into the fit's segments).
+    """
+    Y = probe_matrix(trace, probes, used, aliases)
+    x = _axis_x(probes, axis)
+    floor = FLOOR * np.nan_to_num(np.nanmax(Y, 0) - np.nanmin(Y, 0))
+    fit = select_segments(x, Y, MAX_SEGMENTS, MIN_SIZE, sigma_floor=floor)
+    if fit is None:
+        return None
+    edges = [0, *fit.starts, probes.size]
+    bsteps = [_position_step(probes, s - 0.5, axis) for s in fit.starts]
+    tl = used.index("train/loss") if "train/loss" in used else None
+
+    def union(i, j):
+        return dict(zip(used, trends(x, Y, (edges[i], edges[j + 1]), fit.sigma, fit.inflation)))
+
+    segs = []
+    for i in range(fit.k):
+        col = Y[edges[i]:edges[i + 1], tl] if tl is not None else np.array([])
+        col = col[np.isfinite(col)]
+        segs.append({"start": bsteps[i - 1] if i else float(probes[0]),
+                     "end": bsteps[i] if i < len(bsteps) else float(probes[-1]),
+                     "train_loss_end": float(10 ** col[-1]) if col.size else None, "trends": union(i, i)})
+    first = Y[:, tl][np.isfinite(Y[:, tl])] if tl is not None else np.array([])
+    named = name_segments(segs, val_midpoint, float(10 ** first[0]) if first.size else None, union)
+    for nm in named:
+        i, j = nm["first"], nm["last"]
+        nm.update(trends=segs[i]["trends"] if i == j else union(i, j), start=segs[i]["start"], end=segs[j]["end"])
+    return x, Y, fit, named
+
+
+def _named_ends(fit, named) -> dict:
+    """``{"memorization_end": position, ...}`` for each named phase that ends at a boundary."""
+    return {f"{nm['name']}_end": fit.starts[nm["last"]] - 0.5 for nm in named
+            if nm["name"] and nm["last"] < len(fit.starts)}
+
+
+def _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) -> tuple:
+    """The whole analysis without each probe: ``({end name: [lo, hi] positions}, {phase: step})``.
+
+    A phase is unstable (second dict: the first probe whose removal loses it) when some
+    leave-one-out analysis does not name it or does not end it at a boundary; the positions
+    of each named end over all leave-one-out analyses give its jackknife range.
+    """
+    jack = {name: [pos, pos] for name, pos in ends.items()}
+    unstable: dict = {}
+    for i in range(probes.size):
+        rows = np.delete(np.arange(probes.size), i)
+        got = _phases_at(trace, probes[rows], used, aliases, axis, val_midpoint)
+        g_ends = {} if got is None else _named_ends(got[2], got[3])
+        g_names = set() if got is None else {nm["name"] for nm in got[3]}
+        for nm in named:
+            if nm["name"] and nm["name"] not in g_names:
+                unstable.setdefault(nm["name"], int(probes[i]))
+        for name in ends:
+            if name in g_ends:
+                pos = (rows[int(g_ends[name] - 0.5)] + rows[int(g_ends[name] + 0.5)]) / 2.0
+                jack[name] = [min(jack[name][0], pos), max(jack[name][1], pos)]
+            else:
+                unstable.setdefault(name[:-4], int(probes[i]))
+    return jack, unstable
+
+
+def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float | None = None,
+                            axis: str = "log", aliases: dict | None = None, n_boot: int = 200,
+                            seed: int = 0, jackknife: bool = True) -> dict:
+    """Nanda phases of a run (reader API); ``{"insufficient": why}`` when the signals cannot carry them.
+
+    ``val_midpoint``: step of the val-accuracy transition midpoint (default: fitted here);
+    ``generalized=False`` means the run never generalized: no midpoint, so only memorization
+    can be named. ``aliases`` maps a name in ``SIGNALS`` to the run's own series name.
+    ``axis``: "log" (log10 of step + first probe step; the default: probes are log-spaced and
+    these phases span decades) or "linear". ``jackknife=False`` skips the leave-one-probe-out
+    analyses (names are then not checked for stability; intervals come from the bootstrap).
+    """
+    if axis not in ("linear", "log"):
+        raise ValueError(f"axis must be 'linear' or 'log', got {axis!r}")
+    aliases = aliases or {}
+    names = set(trace.names())
+    status = (getattr(trace, "meta", None) or {}).get(STATUS_KEY) or {}
+    if isinstance(status, dict) and status.get("status") == "not_applicable":
+        return _insufficient(f"progress measures not applicable: {status.get('reason', 'no reason given')}")
+    missing = [n for n in REQUIRED if aliases.get(n, n) not in names]
+    if missing:
+        return _insufficient(f"no circuit measures ({', '.join(missing)} not logged; they need a "
+                             "cross-entropy model with Fourier key frequencies)")
+    probes = clean(*trace.series(aliases.get(REQUIRED[0], REQUIRED[0])))[0]
+    rs = _series(trace, REQUIRED[1], aliases)[1]
+    if rs.size and np.nanmax(rs) - np.nanmin(rs) < 1e-3:
+        return _insufficient(f"restricted loss constant ({10 ** np.nanmedian(rs):.4g}): "
+                             "the key-frequency set K is empty, the measures carry no phase signal")
+    used = [n for n in SIGNALS if aliases.get(n, n) in names]
+    Y = probe_matrix(trace, probes, used, aliases)
+    cover = np.isfinite(Y).mean(0)
+    skipped = [n for n, c in zip(used, cover) if c < MIN_COVER]
+    used = [n for n, c in zip(used, cover) if c >= MIN_COVER]
+    probes = probes[np.all(np.isfinite(Y[:, :2]), axis=1)]
+    if probes.size < MIN_SIZE * 3:
+        return _insufficient(f"{probes.size} probes with circuit measures; need >= {MIN_SIZE * 3}")
+    if val_midpoint is None and generalized and "val/acc" in used:
+        from .events import fit_transition
+        tx = fit_transition(*trace.series(aliases.get("val/acc", "val/acc")), signal="val/acc")
+        val_midpoint = None if tx is None else float(tx.midpoint.step)
+    if not generalized:
+        val_midpoint = None
+    x, Y, fit, named = _phases_at(trace, probes, used, aliases, axis, val_midpoint)
+    ends = _named_ends(fit, named)
+    jack, unstable = _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) \
+        if jackknife else ({name: [pos, pos] for name, pos in ends.items()}, {})
+    boot = bootstrap_positions(x, Y, fit, n_boot=n_boot, seed=seed, min_size=MIN_SIZE)
+    phases, boundaries = [], []
+    for nm in named:
+        if nm["name"] in unstable:
+            nm.update(failed=[f"signature not stable: not found without the probe at step {unstable[nm['name']]}"],
+                      expected=nm["name"], name=None)
+        tr = nm["trends"]
+        phases.append({"name": nm["name"], "expected": nm["expected"], "failed": nm["failed"],
+                       "start": int(round(nm["start"])), "end": int(round(nm["end"])),
+                       "segments": nm["last"] - nm["first"] + 1,
+                       "change": {n: None if t["change"] is None else round(t["change"], 3) for n, t in tr.items()},
+                       "trend": {n: t["trend"] for n, t in tr.items()}})
+    end_of = {pos: name for name, pos in ends.items() if name[:-4] not in unstable}
+    for b, s in enumerate(fit.starts):
+        name = end_of.get(s - 0.5)
+        lo, hi = jack[name] if name else (s - 0.5, s - 0.5)
+        boundaries.append({"name": name, "step": int(round(_position_step(probes, s - 0.5, axis))),
+                           "low": _bracket(probes, min(lo, boot[b][0]), max(hi, boot[b][1]))[0],
+                           "high": _bracket(probes, min(lo, boot[b][0]), max(hi, boot[b][1]))[1],
+                           "jackknife": _bracket(probes, lo, hi) if name and jackknife else None,
+                           "bootstrap": _bracket(probes, *boot[b])})
+    return {"method": f"piecewise-linear segments of the raw probe samples on a {axis} step axis, "
+                      f"k <= {MAX_SEGMENTS} by BIC; names by signature, kept when stable under the jackknife",
+            "axis": axis, "k": fit.k, "bic": fit.bic, "noise_phi": round(fit.phi, 3),
+            "n_probes": int(probes.size), "signals": used, "signals_skipped": skipped,
+            "measures": status.get("status") if isinstance(status, dict) else None,
+            "val_midpoint": val_midpoint, "tentative": not generalized,
+            "boundaries": boundaries, "phases": phases}

@@ -23,8 +23,7 @@ from .signals import clean, log_bin
 
 __all__ = ["write_report", "run_figures"]
 
-PHASE_COLORS = {"memorization": "#fde0c5", "circuit_formation": "#c6dbef", "cleanup": "#c7e9c0",
-                "post_cleanup": "#eeeeee"}
+PHASE_COLORS = {"memorization": "#fde0c5", "circuit_formation": "#c6dbef", "cleanup": "#c7e9c0"}
 PROGRESS_LOSSES = ("circuit/excluded_loss", "circuit/restricted_loss", "train/loss", "val/loss")
 SPARSITY = ("circuit/gini", "circuit/gini_embed", "circuit/gini_unembed", "circuit/ipr_mean",
             "circuit/share_neurons_explained")
@@ -50,6 +49,8 @@ def _xy(trace, name, max_points=2000):
 
 def _decorate(ax, res):
     for p in (res.phases or {}).get("phases", []):
+        if not p["name"]:           # unnamed segments: no band
+            continue
         ax.axvspan(max(p["start"], 0.5), max(p["end"], 0.5), color=PHASE_COLORS.get(p["name"], "#eee"),
                    alpha=0.5, lw=0, label=p["name"].replace("_", " "))
     for e in res.events:

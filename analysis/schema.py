@@ -15,7 +15,7 @@
 | ``events`` | list[event] | sorted by step; see below |
 | ``thresholds`` | {"0.9"/"0.95"/"0.99": {"memorization": event or null, "generalization": event or null}} | crossing steps at each threshold (train: first reach, val: reach and stay) |
 | ``transitions`` | {signal: {lo, hi, log10_midpoint, width_decades, rmse, log10_window, onset, midpoint, completion}} | log-step sigmoid fitted to the last rise of train/val accuracy |
-| ``phases`` | {boundaries: [event-like], phases: [{name, start, end, change: {signal: scaled change}}], signals, noise_var, grid_end} or {insufficient} | Nanda phases |
+| ``phases`` | {method, axis, k, bic, noise_phi, n_probes, signals, signals_skipped, measures, val_midpoint, tentative, boundaries, phases} or {insufficient} | Nanda phases (``phases.py``, docs/science.md#phases-within-a-run): ``phases`` = [{name (or null), expected, failed: [str], start, end, segments, change: {signal: change of its line, log10 for losses / weight norm}, trend: {signal: rises/falls/flat}}]; ``boundaries`` = [{name (``<phase>_end`` or null), step, low, high, jackknife: [low, high] or null, bootstrap: [low, high]}]; ``measures`` = the circuit measures' status (final / provisional / null if unknown) |
 | ``memorization`` | {o1, o2, o3, o4, forgetting, cartography, capacity, subset_acc, corrupted_true_label, n_examples} (present parts only) | per-example results (``memorization.py``) |
 | ``insufficient`` | list[str] | "insufficient data for X: why" notes |
 | ``series`` | list[str] | series names in the run |
@@ -36,11 +36,11 @@ bracketing evaluations, the data's own crossing). ``train_acc_fall`` (train accu
 ``ungrok_drop`` below the threshold after memorization and ended there; ``evidence.final``,
 ``evidence.flag`` = ``inversion`` or ``forgetting``), ``diverged``, ``slingshot``,
 ``ungrokking``, ``semi_grokking``, ``memorization_end`` / ``circuit_formation_end`` /
-``cleanup_end`` (Nanda boundaries), ``corrupted_memorization_onset|t50|t90`` (O1;
+``cleanup_end`` (the end of a phase named by its signature and stable under the probe jackknife; interval = hull of the jackknife and block-bootstrap positions and the bracketing probes), ``corrupted_memorization_onset|t50|t90`` (O1;
 ``examples_memorization_*`` on all examples when there is no corrupted tag),
 ``best_val_plateau`` (O2: argmax of smoothed val accuracy; interval = the steps whose
 smoothed val accuracy is within ``evidence.tolerance`` of the maximum). Phases carry
-``tentative: true`` when the run has not generalized (only the end of memorization is searched).
+``tentative: true`` when the run has not generalized (then only memorization can be named).
 
 Example:
     >>> doc = {"schema_version": 2, "run_class": "grokking", "flags": [], "events": []}

@@ -40,7 +40,8 @@ def summary_values(result) -> dict:
         out[f"phasewatch/{key}"] = None if e is None else int(e.step)
     phases = result.phases if isinstance(result.phases, dict) else {}
     for b in phases.get("boundaries", []) or []:
-        out[f"phasewatch/phase/{b['name']}"] = int(b["step"])
+        if b.get("name"):           # boundaries that end a named phase
+            out[f"phasewatch/phase/{b['name']}"] = int(b["step"])
     return out
 
 

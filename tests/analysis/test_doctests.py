@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
-           "phases", "synthetic", "synthetic_examples", "importers", "schema"]
+           "phases", "segments", "phase_signatures", "synthetic", "synthetic_examples", "importers", "schema"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,4 +1,4 @@
-"""Nanda phases and per-example memorization against synthetic known answers."""
+"""Per-example memorization against synthetic known answers (Nanda phases: test_phases.py)."""
 import math
 
 import numpy as np
@@ -8,42 +8,7 @@ from phasewatch.analysis.analyzer import AnalysisConfig, analyze_trace
 from phasewatch.analysis.memorization import (auroc, forgetting_events, memorization_from_trace,
                                               memorized_at, memorized_bits, o1_onset)
 from phasewatch.analysis.memtrace import MemoryTrace
-from phasewatch.analysis.phases import nanda_phases_from_trace
-from phasewatch.analysis.synthetic_examples import corrupted_examples, nanda_trace, random_target_examples
-
-
-def test_nanda_boundaries_within_005_decades_over_seeds():
-    n = ok = covered = 0
-    for seed in range(12):
-        t, truth = nanda_trace(seed)
-        r = nanda_phases_from_trace(t)
-        assert [p["name"] for p in r["phases"]][:3] == ["memorization", "circuit_formation", "cleanup"]
-        for b, key in zip(r["boundaries"], ("b1", "b2", "b3")):
-            n += 1
-            ok += abs(math.log10(b["step"]) - math.log10(truth[key])) <= 0.05
-            covered += b["low"] - 100 <= truth[key] <= b["high"] + 100
-        # the phases carry their evidence: excluded loss falls, then rises; gini jumps in cleanup
-        ch = [p["change"] for p in r["phases"]]
-        assert ch[0]["circuit/excluded_loss"] < 0 < ch[1]["circuit/excluded_loss"]
-        assert ch[2]["circuit/gini"] > ch[1]["circuit/gini"] > 0
-    assert ok / n >= 0.95 and covered / n >= 0.8, (ok, covered, n)
-
-
-def test_phases_insufficient_without_progress_measures():
-    s = np.arange(100)
-    r = nanda_phases_from_trace(MemoryTrace({"val/loss": (s, np.exp(-s / 10))}))
-    assert r["insufficient"].startswith("insufficient data for Nanda phases")
-    t, _ = nanda_trace(0)
-    short = MemoryTrace({"circuit/gini": (t.series("circuit/gini")[0][:5], t.series("circuit/gini")[1][:5])})
-    assert "insufficient" in nanda_phases_from_trace(short)
-
-
-def test_analyzer_reports_phase_boundary_events():
-    t, truth = nanda_trace(3)
-    res = analyze_trace(t)
-    e = res.event("circuit_formation_end")
-    assert e is not None and abs(math.log10(e.step / truth["b2"])) <= 0.05
-    assert res.phases["phases"][2]["name"] == "cleanup"
+from phasewatch.analysis.synthetic_examples import corrupted_examples, random_target_examples
 
 
 def test_elementary_per_example_functions():
@@ -115,23 +80,6 @@ def test_capacity_from_cli_options_when_meta_is_missing(make_run_dir, capsys):
     cap = json.loads((run / "analysis" / "analysis.json").read_text())["memorization"]["capacity"]
     assert cap["bits_final"] == pytest.approx(truth["bits_final"], rel=1e-3)
     assert cap["bits_per_param_final"] == pytest.approx(truth["bits_per_param"], rel=1e-3)
-
-
-def test_phases_of_a_run_that_has_not_generalized_are_tentative_memorization_end_only():
-    t, truth = nanda_trace(2)
-    r = nanda_phases_from_trace(t, generalized=False)
-    assert r["tentative"] and [p["name"] for p in r["phases"]] == ["memorization", "circuit_formation"]
-    assert len(r["boundaries"]) == 1
-
-
-def test_a_measure_that_starts_late_is_skipped_not_used_to_cut_the_span():
-    t, truth = nanda_trace(4)
-    s, v = t.series("circuit/excluded_loss")
-    late = {n: t.series(n) for n in t.names()}
-    late["circuit/excluded_loss"] = (s[s > 15000], v[s > 15000])
-    r = nanda_phases_from_trace(MemoryTrace(late))
-    assert r["signals_skipped"] == ["circuit/excluded_loss"]
-    assert abs(math.log10(r["boundaries"][0]["step"] / truth["b1"])) <= 0.05
 
 
 def test_first_memorized_sees_undone_memorization():

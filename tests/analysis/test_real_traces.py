@@ -93,21 +93,18 @@ def test_config_a_weight_decay_30_is_confusion(real):
     assert all(not e.name.startswith(("memorization", "generalization")) for e in res.events)
 
 
-def test_small_transformer_symmetry_plateau_and_nanda_phases(real):
+def test_small_transformer_symmetry_plateau(real):
     """configs/modadd_transformer_small.yaml (seed 0), stopped at step 2820; progress measures
     from the default callbacks. Shared embeddings: val acc sits at ~0.46 (the training
-    fraction) from memorization until the real rise (SCIENCE.md pitfall)."""
+    fraction) from memorization until the real rise (SCIENCE.md pitfall). Its circuit measures
+    use the per-checkpoint K (recorded before the final-K recompute), so its Nanda phases are
+    not tested here: tests/analysis/test_phases_real.py runs C' with the final K."""
     res = real("transformer_small_seed0.csv")
     name = "transformer_small_seed0.csv"
     assert res.run_class == "grokking"
     assert_at(res.event("memorization"), crossing(name, "train/acc", stay=False))
     assert_at(res.event("generalization"), crossing(name, "val/acc"))
     assert 500 < res.event("generalization_onset").step < 700    # the final rise, not the plateau
-    b = {e.name: e.step for e in res.events if e.signal == "phases"}
-    assert 60 <= b["memorization_end"] <= 130                     # ends with memorization
-    assert b["circuit_formation_end"] < res.event("generalization_onset").step
-    assert b["cleanup_end"] > res.event("generalization").step    # cleanup outlasts the val rise
-    assert res.phases["axis"] == "log" and len(res.phases["signals"]) == 5
 
 
 def test_corrupted_labels_memorized_then_inverted(real):
