@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                    help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
     i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
+    i.add_argument("--run", default=None, metavar="NAME",
+                   help="W&B chart export with several runs: import only this run")
     return ap
 
 
@@ -142,7 +144,7 @@ def _cmd_watch(args) -> int:
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
     out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
-                     step_column=args.step_column)
+                     step_column=args.step_column, run=args.run)
     print(f"imported {args.file} -> {out}")
     return 0
 

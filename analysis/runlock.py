@@ -68,4 +68,8 @@ class RunLock:
     def release(self) -> None:
         """Release the lock (a no-op when not held)."""
         if self._lock.is_locked:
+            try:
+                (self.run_dir / PID_FILE).unlink(missing_ok=True)
+            except OSError:
+                pass
             self._lock.release(force=True)

@@ -171,6 +171,8 @@ class TraceWriter:
         supersede: apply the resume supersede rule (module docstring) at the first logged step;
             the training process's writer (TraceLogger) sets it, other writers (importers,
             analysis adding events) must not: they would delete every row after their first step.
+        scratch: the directory is private until complete and is thrown away on failure
+            (``importers`` build in a temporary folder, then rename): no journal, no fsync.
 
     Example:
         >>> import tempfile
@@ -179,7 +181,7 @@ class TraceWriter:
     """
 
     def __init__(self, run_dir: str | os.PathLike, flush_every_rows: int = 1000,
-                 flush_every_s: float = 5.0, supersede: bool = False) -> None:
+                 flush_every_s: float = 5.0, supersede: bool = False, scratch: bool = False) -> None:
         if int(flush_every_rows) < 1:
             raise ValueError(f"flush_every_rows must be >= 1, got {flush_every_rows!r}")
         if not float(flush_every_s) >= 0:
@@ -200,20 +202,20 @@ class TraceWriter:
         self._lock = RunLock(self.run_dir).acquire()  # one writer per run directory
         try:
             self._logs = ArrayLogs(self.run_dir)
-            self._conn: sqlite3.Connection | None = self._open()
+            self._conn: sqlite3.Connection | None = self._open("OFF" if scratch else "WAL")
         except BaseException:
             self._lock.release()
             raise
 
     # ------------------------------------------------------------------ connection
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, journal: str) -> sqlite3.Connection:
         if self.path.exists() and self.path.stat().st_size:
             from .store_read import _check_file
             _check_file(self.path)  # never append to a garbage or truncated file
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA journal_mode={journal}")
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if journal == 'WAL' else 'OFF'}")
             row = None
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "meta" in tables:
