@@ -63,13 +63,24 @@ def _check_file(db: Path, tries: int = 3) -> None:
 
 
 def _connect_ro(db: Path) -> sqlite3.Connection:
-    """A read-only connection that never writes next to ``db``: ``mode=ro``, or, where the
-    folder cannot be written (read-only media; SQLite could not create the ``-shm`` of a WAL
-    store), ``immutable=1`` (no locks, no ``-shm``: right for a store nobody writes)."""
+    """A read-only connection that never writes next to ``db`` (``mode=ro``). On read-only
+    media where SQLite cannot create the ``-shm`` of a WAL store, ``immutable=1`` (no locks,
+    no ``-shm``) when no unread WAL content exists; otherwise a clear error."""
     base = "file:" + quote(str(db.resolve())) + "?mode=ro"
-    if not os.access(db.parent, os.W_OK):
-        base += "&immutable=1"
-    return sqlite3.connect(base, uri=True, timeout=30.0, check_same_thread=False)
+    conn = sqlite3.connect(base, uri=True, timeout=30.0, check_same_thread=False)
+    try:
+        conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(db.parent, os.W_OK):
+            raise
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise TraceStoreError(f"{db}: its newest rows are in {wal.name}, which SQLite cannot read "
+                              f"from read-only media without {db.name}-shm; copy the run "
+                              "directory to a writable disk and read it there")
+    return sqlite3.connect(base + "&immutable=1", uri=True, check_same_thread=False)
 
 
 def _access_problem(db: Path, error: Exception) -> bool:

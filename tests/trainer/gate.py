@@ -2,6 +2,7 @@
 until a file appears, so a test can act while the run is certainly alive."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -32,3 +33,16 @@ def wait_for(path: Path, proc, timeout: float = 300) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout} s")
         time.sleep(0.05)
+
+
+class FillDisk(pl.Callback):
+    """At ``global_step == at_step``: fill the file system of ``path`` with ``path`` (a ballast
+    file) until ``leave_bytes`` stay free, so that the next checkpoint does not fit."""
+
+    def __init__(self, path: str, at_step: int, leave_bytes: int):
+        self.path, self.at_step, self.leave_bytes = Path(path), at_step, leave_bytes
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at_step:
+            st = os.statvfs(self.path.parent)
+            self.path.write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - self.leave_bytes))
