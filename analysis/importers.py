@@ -128,6 +128,8 @@ def _read_table(path: str, usecols: list[int], as_text: bool = False):
         return pd.read_csv(path, header=None, skiprows=1, usecols=usecols, encoding="utf-8-sig",
                            skipinitialspace=True, engine="c", on_bad_lines="error", skip_blank_lines=False,
                            **({"dtype": str, "keep_default_na": False} if as_text else {}))
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: no numeric values found (a header and no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"{path}: malformed CSV ({str(e).splitlines()[0][:200]})") from e
 

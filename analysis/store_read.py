@@ -187,7 +187,13 @@ class RunTrace:
         rows = self._q("SELECT steps, vals FROM scalars WHERE name_id=? ORDER BY seq", (row[0][0],))
         if not rows:
             raise self._unknown("series", name, self.names())
-        steps, values = unpack_chunks(rows)
+        try:
+            steps, values = unpack_chunks(rows)
+            if len(steps) != len(values):
+                raise ValueError(f"{len(steps)} steps but {len(values)} values")
+        except (ValueError, TypeError) as e:
+            raise TraceStoreError(f"{self.db_path}: series {name!r} has malformed chunks ({e}); "
+                                  "the file was edited or damaged - restore a copy or re-run") from e
         return steps, values
 
     def array_names(self) -> list[str]:
