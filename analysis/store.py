@@ -6,7 +6,11 @@ Layout of a run directory::
     RUN/arrays/<quoted name>.bin     every payload of one array name, appended (``arraylog``)
 
 SQLite (stdlib, ``journal_mode=WAL``, ``synchronous=NORMAL``) gives crash-safe appends and one
-writer with any number of concurrent readers. Appends are held in memory and written in one
+writer with any number of concurrent readers. One writer per run directory is enforced by an
+OS-level lock (``runlock``: ``RUN/.writer.lock``, the holder's PID in ``RUN/.writer.pid``) that
+dies with its process; a second writer gets ``RunDirBusy`` naming that PID; readers take no lock.
+``close()`` folds the WAL into ``trace.sqlite`` (TRUNCATE checkpoint) and leaves WAL mode when
+no reader is connected: a finished or failed run's ``trace.sqlite`` alone holds every row. Appends are held in memory and written in one
 transaction every ``flush_every_rows`` rows or ``flush_every_s`` seconds (checked at each log
 call), on ``flush()`` and on ``close()``: a killed process loses at most the last flush window,
 never the file. A (name, step) is stored once: logging it again replaces the old row.

@@ -46,3 +46,14 @@ class FillDisk(pl.Callback):
         if trainer.global_step == self.at_step:
             st = os.statvfs(self.path.parent)
             self.path.write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - self.leave_bytes))
+
+
+class Crash(pl.Callback):
+    """Raise at ``global_step == at_step`` (a run dying before its first checkpoint)."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.at_step:
+            raise RuntimeError("simulated crash")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from phasewatch.analysis import load_run
 from phasewatch.trainer.cli import main as fit_main
@@ -71,3 +72,22 @@ def test_resume_while_training_is_refused_and_one_of_two_concurrent_resumes_runs
     meta = load_run(run_dir).meta
     assert meta["status"] == "success" and meta["sessions"] == 2
     assert _val_steps(run_dir) == list(range(5, 31, 5))  # each step once, none missing
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_trains_it_again(tmp_path, capsys):
+    crash = tmp_path / "crash.yaml"
+    crash.write_text("trainer:\n  callbacks:\n    - class_path: gate.Crash\n"
+                     "      init_args: {at_step: 7}\n")
+    args = ["--config", CONFIG, *SMALL, "--run.checkpoint_every", "50", "--trainer.max_steps", "10"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit_main([*args, "--config", str(crash), "--trainer.default_root_dir", str(tmp_path / "runs")])
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
+    assert not (run_dir / "checkpoints").exists() and load_run(run_dir).meta["status"] == "failed"
+    capsys.readouterr()
+    assert fit_main([*args, "--run.resume", str(run_dir)]) == 0
+    assert "has no checkpoint yet" in capsys.readouterr().err
+    meta = load_run(run_dir).meta
+    assert meta["status"] == "success" and meta["sessions"] == 2
+    assert _val_steps(run_dir) == [5, 10]
+    assert fit_main([*args, "--run.resume", str(tmp_path / "runs" / "nope-20260101-000000-abcd")]) == 2
+    assert "holds neither last.ckpt nor trace.sqlite" in capsys.readouterr().err
