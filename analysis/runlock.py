@@ -21,8 +21,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 __all__ = ["LOCK_FILE", "PID_FILE", "RunDirBusy", "RunLock"]
 
 LOCK_FILE = ".writer.lock"
@@ -37,6 +35,8 @@ class RunLock:
     """The writer lock of ``run_dir`` (see the module docstring)."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
+        from filelock import FileLock  # writers only: readers never pay its import
+
         self.run_dir = Path(run_dir)
         self._lock = FileLock(str(self.run_dir / LOCK_FILE), thread_local=False)
 
@@ -46,6 +46,8 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         """Take the lock now or raise ``RunDirBusy``; returns ``self``."""
+        from filelock import Timeout
+
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
