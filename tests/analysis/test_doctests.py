@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
-           "phases", "segments", "phase_signatures", "synthetic", "synthetic_examples", "importers", "schema"]
+           "phases", "segments", "phase_signatures", "synthetic", "synthetic_examples", "importers", "schema",
+           "runlock", "chunks", "store"]
 
 
 @pytest.mark.parametrize("name", MODULES)
