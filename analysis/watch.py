@@ -32,17 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyzer import AnalysisConfig, _resolve
+from .analyzer import AnalysisConfig
 from .classify import classify_run, still_rising
 from .events import Event, detect_spikes, threshold_event
 from .signals import clean
 from .memtrace import MemoryTrace
+from .names import ROLES, resolve_all, resolve_config
 from .store import TRACE_FILE, TraceStoreError
 
-__all__ = ["LIVE_SERIES", "LiveResult", "live_events", "read_live_trace", "find_runs", "Watcher", "watch"]
+__all__ = ["LiveResult", "live_events", "read_live_trace", "find_runs", "Watcher", "watch"]
 
-#: the scalar series the live detectors read (nothing else is loaded)
-LIVE_SERIES = ("train/acc", "val/acc", "train/loss", "val/loss")
 #: samples of the event's signal that must follow it before it is reported, by event name
 CONFIRM = {"memorization": 3, "generalization": 3, "slingshot": 6, "diverged": 0}
 
@@ -71,7 +70,7 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
         raise ValueError(f"confirm must be >= 3 (the smoothing half-window + 1), got {confirm}")
     cc = config.classify
     names = list(trace.names())
-    config = _resolve(config, names)
+    config = resolve_config(config, names)
     events, cleaned, budget, nonfinite = [], {}, None, []
     for key in (config.train_loss, config.val_loss, config.train_acc, config.val_acc):
         if key not in names:
@@ -112,12 +111,13 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
     return LiveResult(rc.run_class, rc.censored, rc.reason, budget, tuple(events)), events
 
 
-def read_live_trace(run_dir, names=LIVE_SERIES) -> tuple[MemoryTrace, dict]:
-    """Only ``names`` (those present) and the meta of a run dir, read-only, as a MemoryTrace."""
+def read_live_trace(run_dir, config: AnalysisConfig = AnalysisConfig()) -> tuple[MemoryTrace, dict]:
+    """The four core series (resolved by ``phasewatch.analysis.names``, under the run's own
+    names) and the meta of a run dir, read-only, as a MemoryTrace."""
     from .store_read import load_run
     with load_run(run_dir) as run:
-        have = set(run.names())
-        series = {n: run.series(n) for n in names if n in have}
+        found = resolve_all(run.names(), config)
+        series = {n: run.series(n) for n in found.values()}
         meta = run.meta
     return MemoryTrace(series, meta=meta, path=str(run_dir)), meta
 
@@ -200,7 +200,7 @@ class Watcher:
     def _update(self, st: _RunState) -> list[str]:
         lines = []
         try:
-            trace, meta = read_live_trace(st.path)
+            trace, meta = read_live_trace(st.path, self.config)
         except (TraceStoreError, OSError) as e:  # e.g. a store being created right now
             st.error = str(e).splitlines()[0]
             return lines
@@ -216,8 +216,9 @@ class Watcher:
                              f"  {e.signal}{tag}")
         step = max((int(s[-1]) for n in trace.names() for s in [trace.series(n)[0]] if s.size),
                    default=None)
-        st.values = {n: float(trace.series(n)[1][-1]) for n in ("train/acc", "val/acc")
-                     if n in trace.names()}
+        found = resolve_all(trace.names(), self.config)  # shown under the built-in names
+        st.values = {ROLES[r]: float(trace.series(found[r])[1][-1])
+                     for r in ("train_acc", "val_acc") if r in found and trace.series(found[r])[1].size}
         if step != st.step or status != st.status:
             st.step, st.status = step, status
             st.run_class = res.run_class + ("?" if res.censored or not finished else "")
