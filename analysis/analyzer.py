@@ -104,6 +104,10 @@ class AnalysisResult:
             "config": self.config,
         }
 
+    def _repr_html_(self) -> str:  # Jupyter display
+        from .notebook import result_html
+        return result_html(self)
+
     def summary(self) -> str:
         """A short human summary (the same numbers as ``to_dict``)."""
         lines = [f"run: {self.run or '<memory>'}  (budget {self.budget} steps)",

@@ -103,7 +103,7 @@ def write_report(runs, out=None, config: AnalysisConfig = AnalysisConfig(), svg:
     traces, results, tags = [], [], []
     for i, r in enumerate(runs):
         t = load_run(r)
-        res = analyze_trace(t, config, run=r)
+        res = analyze_trace(t, config, run=os.path.join(os.path.dirname(os.path.normpath(r)), run_tag(r)))
         write_analysis(res, r)
         tag = run_tag(r) or f"run{i}"
         if tag in tags:
