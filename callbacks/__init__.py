@@ -15,6 +15,7 @@ from .fourier import FourierProbe
 from .gradients import GradientMonitor
 from .phase_monitor import PhaseMonitor, dense_requested
 from .probes import AblationProbe, AttentionProbe
+from .tl_adapter import TransformerLensAdapter
 from .snapshots import WeightSnapshot, list_snapshots, load_snapshot
 from .trace_logger import TraceLogger, find_trace_logger, log_array, log_scalars
 from .weights import WeightNormMonitor
@@ -22,7 +23,7 @@ from .weights import WeightNormMonitor
 __all__ = [
     "AblationProbe", "AttentionProbe", "CallbackError", "CallbackSetupError", "Cadence", "CircuitCheckpoint", "DEFAULT_CADENCES",
     "ExampleTracker", "FourierProbe", "GradientMonitor", "LeanCallback", "PhaseMonitor", "Probe", "ProbeContext", "ProbeResult",
-    "TraceLogger", "WeightNormMonitor", "WeightSnapshot", "default_callbacks", "dense_requested",
+    "TraceLogger", "TransformerLensAdapter", "WeightNormMonitor", "WeightSnapshot", "default_callbacks", "dense_requested",
     "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
     "tracking_enabled",
 ]
