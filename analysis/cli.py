@@ -15,11 +15,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_errors import OneLineParser, fraction, positive
+
 __all__ = ["main", "build_parser"]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("phasewatch")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "unknown"
+
+
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, default=0.99,
+    p.add_argument("--threshold", type=fraction, default=0.99,
                    help="accuracy that counts as 'reached' (default 0.99)")
     p.add_argument("--gap-rule", choices=("ratio", "absolute"), default="ratio",
                    help="grokking vs comprehension: t_val/t_train >= --grok-ratio (default) "
@@ -32,6 +42,9 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-acc", default="val/acc")
     p.add_argument("--train-loss", default="train/loss")
     p.add_argument("--val-loss", default="val/loss")
+    p.add_argument("--map", dest="series_map", action="append", default=[], metavar="NAME=BUILTIN",
+                   help="read series NAME as a built-in one, e.g. --map my_acc=train/acc "
+                        "(train/acc, val/acc, train/loss, val/loss; repeatable)")
     p.add_argument("--random-targets", action="store_true", default=None,
                    help="random-target task: report memorized bits (else read from run meta)")
     p.add_argument("--vocab", type=int, default=None, help="output vocabulary V for memorized bits")
@@ -46,13 +59,17 @@ def _config(args):
                         min_gap_steps=args.min_gap_steps, censor_ratio=args.censor_ratio)
     cap = tuple((k, v) for k, v in (("random_targets", args.random_targets), ("n_classes", args.vocab),
                                     ("out_len", args.out_len), ("n_params", args.n_params)) if v is not None)
-    return AnalysisConfig(classify=cc, train_acc=args.train_acc, val_acc=args.val_acc,
-                          train_loss=args.train_loss, val_loss=args.val_loss, capacity=cap)
+    from .importers import parse_mapping
+    from .names import mapping_to_roles
+    names = {"train_acc": args.train_acc, "val_acc": args.val_acc, "train_loss": args.train_loss,
+             "val_loss": args.val_loss, **mapping_to_roles(parse_mapping(args.series_map))}
+    return AnalysisConfig(classify=cc, capacity=cap, **names)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="phasewatch",
-                                 description="Track training dynamics; find memorization and grokking.")
+    ap = OneLineParser(prog="phasewatch",
+                       description="Track training dynamics; find memorization and grokking.")
+    ap.add_argument("--version", action="version", version=f"phasewatch {_version()}")
     sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
@@ -62,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--out and analyze it; exit 2 without credentials")
     a.add_argument("--out", default=None, help="with --wandb: run directory to create "
                                                "(default runs/wandb-<RUN_ID>)")
-    a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary")
+    a.add_argument("--json", action="store_true",
+                   help="print analysis.json instead of the summary (JSON Lines: one line per run)")
     a.add_argument("--aggregate", metavar="DIR", default=None,
                    help="with several runs: also write seed/sweep aggregates to DIR")
     _add_analysis_options(a)
@@ -70,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", nargs="+", help="run directories")
     r.add_argument("--out", default=None,
                    help="output folder (default RUN/analysis for one run, ./phasewatch_report otherwise)")
+    r.add_argument("--svg", action="store_true", help="also write every figure as SVG")
     _add_analysis_options(r)
     w = sub.add_parser("watch", help="follow live runs under DIR, print phase events as detected")
-    w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/)")
+    w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/); waits for it "
+                               "to appear when it does not exist yet")
     w.add_argument("--once", action="store_true", help="one pass, print the table, exit")
-    w.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
-    w.add_argument("--stale", type=float, default=120.0,
+    w.add_argument("--interval", type=positive, default=2.0, help="seconds between polls (default 2)")
+    w.add_argument("--stale", type=positive, default=120.0,
                    help="a running run without new data for this many seconds is 'stalled'")
     _add_analysis_options(w)
     i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
@@ -107,25 +127,27 @@ def _cmd_analyze(args) -> int:
         res = analyze_run(run, cfg)
         path = write_analysis(res, run)
         results.append(res)
-        if args.json:
+        if args.json:  # JSON Lines: one compact document per run, nothing else on stdout
             import json
             with open(path) as f:
-                print(json.dumps(json.load(f), indent=1))
+                print(json.dumps(json.load(f), separators=(",", ":")))
         else:
             print(res.summary())
             print(f"wrote {path}")
     if len(results) > 1 or args.aggregate:
         from .aggregate import aggregate_results, format_table, run_params, write_aggregate
         agg = aggregate_results(results, [run_params(r) for r in args.runs])
-        print(format_table(agg))
+        if not args.json:
+            print(format_table(agg))
         if args.aggregate:
-            print(f"wrote {write_aggregate(agg, args.aggregate)}")
+            print(f"wrote {write_aggregate(agg, args.aggregate)}",
+                  file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _cmd_report(args) -> int:
     from .report import write_report
-    html = write_report(args.runs, out=args.out, config=_config(args))
+    html = write_report(args.runs, out=args.out, config=_config(args), svg=args.svg)
     print(f"wrote {html}")
     return 0
 

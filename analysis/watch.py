@@ -10,7 +10,7 @@ analysis of the finished run (its ``[low, high]`` interval is the one known at d
 the offline noise band also looks at later samples).
 
 ``watch(root)`` follows every run directory under ``root`` (read-only; safe while training
-writes): it prints each confirmed event once, one progress line per run whose step moved,
+writes; a ``root`` that does not exist yet is waited for, except with ``once``): it prints each confirmed event once, one progress line per run whose step moved,
 and the final class when a run's status leaves ``running``. Runs that stop advancing
 without a final status for ``stale_s`` seconds are shown as ``stalled``.
 
@@ -174,8 +174,9 @@ class Watcher:
         stale_s: a ``running`` run without new data for this long is shown as ``stalled``.
     """
 
-    def __init__(self, root, config: AnalysisConfig = AnalysisConfig(), stale_s: float = 120.0):
-        if not Path(root).exists():
+    def __init__(self, root, config: AnalysisConfig = AnalysisConfig(), stale_s: float = 120.0,
+                 must_exist: bool = True):
+        if must_exist and not Path(root).exists():
             raise ValueError(f"watch: {root} does not exist; pass a run directory or a folder of runs")
         self.root, self.config, self.stale_s = Path(root), config, float(stale_s)
         self.runs: dict[Path, _RunState] = {}
@@ -254,7 +255,9 @@ def watch(root, *, once: bool = False, interval: float = 2.0, config: AnalysisCo
     if not interval > 0:
         raise ValueError(f"--interval must be > 0 seconds, got {interval}")
     out = out or sys.stdout
-    w = Watcher(root, config, stale_s)
+    w = Watcher(root, config, stale_s, must_exist=once)
+    if not Path(root).exists():  # like TensorBoard: wait for the training to create it
+        print(f"waiting for {root} to appear (Ctrl-C to stop)", file=out, flush=True)
     polls = 0
     try:
         while True:

@@ -13,7 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,10 @@ from phasewatch.callbacks.defaults import default_callbacks
 from phasewatch.callbacks.phase_monitor import PhaseMonitor
 from phasewatch.callbacks.trace_logger import TraceLogger, split_run_id
 
+from phasewatch.analysis.cli_errors import option_strings, with_suggestion
+
 from .data import TaskDataModule
+from .fit_console import EventPrinter, StepProgressBar, usage_error
 from .module import PhaseModule
 from .wandb_logger import build_wandb_logger, resolve_mode
 
@@ -105,13 +112,59 @@ class PhaseCLI(LightningCLI):
         if run.stop_after_generalization is not None:  # the default PhaseMonitor stands down for it
             callbacks.append(PhaseMonitor(stop_after_generalization=run.stop_after_generalization))
         callbacks += list(trainer_cfg.callbacks or [])  # the config's own callbacks come last
+        if trainer_cfg.enable_progress_bar is not False:
+            callbacks.append(StepProgressBar())
+        callbacks.append(EventPrinter())  # after PhaseMonitor: prints its events and the class
+        _STATE["parsed"] = True
         return super().instantiate_trainer(logger=loggers, callbacks=callbacks, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        _STATE["parser"] = parser  # for "did you mean" when parsing fails
+        super().parse_arguments(parser, args)
+
+    def before_fit(self) -> None:
+        _STATE["fitting"] = True
+
+
+#: where PhaseCLI got to, for main()'s error handling (the CLI object never returns on errors)
+_STATE: dict = {}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``."""
+    """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``.
+
+    A bad option or value (before training starts) is one line on stderr and exit status 2,
+    with "did you mean" for a near-miss key; errors during training keep their traceback.
+    """
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
-                   save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+    _STATE.clear()
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):  # jsonargparse prints usage + error, then exits 2
+            cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
+                           save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                           parser_kwargs={"fit": {"exit_on_error": False}})
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            return 0
+        return usage_error(_last_error(err.getvalue()))
+    except (ValueError, TypeError, KeyError, argparse.ArgumentError) as e:
+        if _STATE.get("fitting"):
+            sys.stderr.write(err.getvalue())
+            raise
+        return usage_error(_with_suggestion(str(e)))
+    sys.stderr.write(err.getvalue())
     print(f"run directory: {cli.trainer.log_dir}\nanalyze it: phasewatch analyze {cli.trainer.log_dir}")
     return 0
+
+
+def _with_suggestion(message: str) -> str:
+    parser = _STATE.get("parser")
+    return with_suggestion(message, option_strings(parser)) if parser is not None else message
+
+
+def _last_error(text: str) -> str:
+    """The ``error: ...`` line of jsonargparse's output (else its last line)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    hits = [ln.split("error:", 1)[1].strip() for ln in lines if "error:" in ln]
+    return _with_suggestion(hits[-1] if hits else (lines[-1] if lines else "bad arguments"))
