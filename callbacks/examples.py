@@ -47,6 +47,7 @@ import itertools
 from typing import Any, Callable
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -79,7 +80,8 @@ def per_example_stats(logits: Tensor, y: Tensor, loss: Tensor | None = None) -> 
 
 
 def _has_forward(module: nn.Module) -> bool:
-    return getattr(type(module).forward, "__name__", "") != "_forward_unimplemented"
+    """True when the module's class implements ``forward`` (not nn.Module's / Lightning's stub)."""
+    return type(module).forward not in (nn.Module.forward, pl.LightningModule.forward)
 
 
 def _take_rows(t: Tensor | None, pos: Tensor | None) -> Tensor | None:
