@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import sys
 import warnings
@@ -105,6 +106,9 @@ class PhaseCLI(LightningCLI):
                                           mode=run.wandb, project=run.wandb_project)
         if wandb_logger is not None:
             loggers.append(wandb_logger)
+            # the whole resolved config: model / data come from save_hyperparameters, these not
+            cfg = self.config[self.subcommand]
+            wandb_logger.log_hyperparams({"trainer": _plain(cfg.trainer), "run": _plain(cfg.run)})
         callbacks = [ModelCheckpoint(dirpath=os.path.join(trace.log_dir, "checkpoints"),
                                      every_n_train_steps=run.checkpoint_every, save_last=True)]
         if run.tracking:
@@ -124,6 +128,12 @@ class PhaseCLI(LightningCLI):
 
     def before_fit(self) -> None:
         _STATE["fitting"] = True
+
+
+def _plain(namespace) -> dict:
+    """A jsonargparse Namespace as plain, JSON-able dicts (classes as their import path)."""
+    d = namespace.as_dict() if hasattr(namespace, "as_dict") else dict(vars(namespace))
+    return json.loads(json.dumps(d, default=str))
 
 
 #: where PhaseCLI got to, for main()'s error handling (the CLI object never returns on errors)

@@ -4,8 +4,9 @@ each phase event as PhaseMonitor confirms it, the run class at the end, and one-
 ``StepProgressBar`` replaces Lightning's per-epoch bar (which reads ``Epoch 0: 1/1`` again and
 again for full-batch training): one bar over ``max_steps`` whose postfix holds the train / val
 accuracy (names resolved by ``phasewatch.analysis.names``) and the last loss.
-``EventPrinter`` prints ``phase event: generalization at step 1175`` once per confirmed
-PhaseMonitor event, and ``class: grokking - ...`` at the end of fit.
+``EventPrinter`` prints ``phase event: generalization at step 1175`` once per event PhaseMonitor
+confirms during training, and ``class: grokking - ...`` at the end of fit (the final analysis'
+other events are in ``analysis.json`` and ``phasewatch analyze``).
 
 Example:
     >>> bar = StepProgressBar()
@@ -51,6 +52,20 @@ class StepProgressBar(TQDMProgressBar):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pass
 
+    # no validation bars: validation runs every few steps and its accuracy is in the postfix
+    def on_validation_start(self, *_: Any) -> None:
+        pass
+
+    def on_validation_batch_start(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def on_validation_batch_end(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.train_progress_bar is not None and not trainer.sanity_checking:
+            self.train_progress_bar.set_postfix(self.postfix(trainer))
+
     @staticmethod
     def postfix(trainer) -> dict[str, str]:
         metrics = trainer.callback_metrics
@@ -93,7 +108,6 @@ class EventPrinter(LeanCallback):
         mon = self._monitor(trainer)
         if mon is None or mon.result is None or not trainer.is_global_zero:
             return
-        self._print_new(mon)
         res = mon.result
         self._say(f"class: {res.run_class}{' (censored: not yet)' if res.censored else ''} - {res.class_reason}")
 

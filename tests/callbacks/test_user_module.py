@@ -8,6 +8,7 @@ pairs for training, full batch, AdamW lr 1e-2, weight decay 1.0; memorization at
 generalization at ~1,000-1,500."""
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from phasewatch.analysis import load_run
 from phasewatch.analysis.cli import main
 from phasewatch.callbacks import PhaseMonitor, TraceLogger, default_callbacks
+from phasewatch.trainer.fit_console import EventPrinter, StepProgressBar
 
 P, FRAC = 23, 0.6
 
@@ -90,18 +92,19 @@ def grokked(tmp_path_factory):
     (tx, ty), (vx, vy) = _split()
     root = tmp_path_factory.mktemp("user")
     stop = PhaseMonitor(every=25, stop_after_generalization=100, wandb=False)
+    printer = EventPrinter(out=io.StringIO())          # what `phasewatch fit` prints
     trainer = pl.Trainer(max_steps=3000, check_val_every_n_epoch=25, log_every_n_steps=25,
                          logger=TraceLogger(str(root / "runs"), name="mine"), accelerator="cpu",
-                         callbacks=[*default_callbacks(), stop], enable_progress_bar=False,
+                         callbacks=[*default_callbacks(), stop, printer], enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
     full = dict(batch_size=len(tx), shuffle=False)
     trainer.fit(MyGrokker(tx, ty), DataLoader(PairDataset(tx, ty), **full),
                 DataLoader(PairDataset(vx, vy), batch_size=len(vx)))
-    return trainer, stop, root
+    return trainer, stop, root, printer.out.getvalue()
 
 
 def test_phase_monitor_detects_live_and_stops_on_user_names(grokked):
-    trainer, stop, _ = grokked
+    trainer, stop, _, printed = grokked
     with load_run(trainer.logger.log_dir) as run:
         live = {e["name"]: e["step"] for e in run.events() if e["payload"].get("source") == "PhaseMonitor"}
         s_tr, v_tr = run.series("train_acc")
@@ -115,10 +118,16 @@ def test_phase_monitor_detects_live_and_stops_on_user_names(grokked):
     assert live["generalization"] > 5 * live["memorization"]        # grokking, not comprehension
     assert stop.stopped_at is not None and trainer.global_step < 3000
     assert stop.stopped_at >= live["generalization"] + 100
+    assert printed.splitlines()[:2] == [f"phase event: memorization at step {live['memorization']}",
+                                        f"phase event: generalization at step {live['generalization']}"]
+    assert printed.splitlines()[-1].startswith("class: grokking")
+    bar = StepProgressBar.postfix(trainer)                   # the fit progress bar's accuracies
+    assert bar["train_acc"] == f"{float(trainer.callback_metrics['train_acc']):.3f}"
+    assert float(bar["val_acc"]) >= 0.99
 
 
 def test_default_probes_and_examples_run_on_the_user_module(grokked):
-    trainer, _, _ = grokked
+    trainer = grokked[0]
     with load_run(trainer.logger.log_dir) as run:
         assert run.meta["circuit/probes"] == ["fourier"]                  # via the recipe
         assert set(run.meta["circuit/skipped"]) == {"attention", "ablation"}
@@ -132,7 +141,7 @@ def test_default_probes_and_examples_run_on_the_user_module(grokked):
 
 
 def test_watch_analyze_report_show_curves_and_class(grokked, capsys):
-    trainer, _, root = grokked
+    trainer, _, root, _ = grokked
     run_dir = trainer.logger.log_dir
     assert main(["watch", str(root / "runs"), "--once"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "mine-" in line)

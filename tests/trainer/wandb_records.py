@@ -53,6 +53,16 @@ def history_rows(path: Path) -> list[dict]:
     return rows
 
 
+def config_items(path: Path) -> dict:
+    """The run config as recorded (every ``config`` record's updates merged; keys as logged)."""
+    found = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == "config":
+            for item in record.config.update:
+                found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return found
+
+
 def metric_definitions(path: Path) -> dict[str, str]:
     """``define_metric`` glob/name -> step metric."""
     found = {}
