@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a running run without new data for this many seconds is 'stalled'")
     _add_analysis_options(w)
     i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
-    i.add_argument("file", help="metrics.csv (Lightning CSVLogger), W&B history CSV, or step,name,value CSV")
+    i.add_argument("file", help="metrics.csv (Lightning CSVLogger) or a Lightning log directory "
+                                "(its newest metrics.csv), W&B history CSV, or step,name,value CSV")
     i.add_argument("--out", required=True, help="run directory to create")
     i.add_argument("--format", choices=("auto", "lightning", "wandb", "long"), default="auto")
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
@@ -163,8 +164,9 @@ def _cmd_watch(args) -> int:
 
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
-    out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
-                     step_column=args.step_column)
+    from .log_dirs import find_metrics_file
+    out = import_csv(find_metrics_file(args.file), args.out, fmt=args.format,
+                     mapping=parse_mapping(args.map), step_column=args.step_column)
     print(f"imported {args.file} -> {out}")
     return 0
 

@@ -89,3 +89,24 @@ def test_map_option_renames_a_series(make_run_dir, capsys):
     run = make_run_dir(trace, "mapped")
     assert main(["analyze", str(run), "--map", "acc_a=train/acc", "--map", "acc_b=val/acc"]) == 0
     assert "class: grokking" in capsys.readouterr().out
+
+
+def test_import_a_lightning_log_directory_takes_its_newest_metrics_csv(tmp_path, capsys):
+    import os
+    logs = tmp_path / "lightning_logs"
+    for version, acc in ((0, 0.5), (1, 0.9)):
+        d = logs / f"version_{version}"
+        d.mkdir(parents=True)
+        (d / "metrics.csv").write_text("epoch,step,train_acc_step,val_acc\n"
+                                       f"0,9,{acc},\n0,9,,{acc / 2}\n")
+        os.utime(d / "metrics.csv", (version, version))      # version_1 is the newest
+    assert main(["import", str(logs), "--out", str(tmp_path / "run")]) == 0
+    from phasewatch.analysis import load_run
+    with load_run(tmp_path / "run") as run:
+        assert run.series("train_acc_step")[1].tolist() == [0.9]
+        assert run.series("val_acc")[1].tolist() == [0.45]
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert main(["import", str(tmp_path / "tb"), "--out", str(tmp_path / "run2")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TensorBoard event files only" in err[0]

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
-           "phases", "synthetic", "synthetic_examples", "importers", "schema"]
+           "phases", "synthetic", "synthetic_examples", "importers", "schema", "names", "cli_errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)
