@@ -54,7 +54,8 @@ from torch.utils.data import default_collate
 
 from pytorch_lightning.utilities import rank_zero_warn
 
-from ._base import PeriodicCallback, eval_mode, find_task, inner_model, log_array, log_scalars
+from ._base import (CallbackSetupError, PeriodicCallback, eval_mode, find_task, inner_model,
+                    log_array, log_scalars)
 
 __all__ = ["ExampleTracker"]
 
@@ -244,8 +245,8 @@ class ExampleTracker(PeriodicCallback):
         try:
             self._resolve(trainer, pl_module)
         except ValueError as err:
-            if self.strict:
-                raise
+            if self.strict:  # on purpose: passes the callbacks' failure boundary
+                raise CallbackSetupError(str(err)) from None
             rank_zero_warn(f"{err}; ExampleTracker does nothing in this run")
             self.data = {}
             return

@@ -125,3 +125,13 @@ def test_example_tracker_data_sources(tmp_path, case):
     np.testing.assert_array_equal(correct[-1], _final_correct(trainer, module, tx[sel], ty[sel]))
     if case == "capped":
         np.testing.assert_array_equal(run.array("examples/train/sample", 0), sel.numpy())
+
+
+def test_a_strict_example_tracker_stops_the_fit_with_its_reason(tmp_path):
+    class Ints(Wrapper):
+        def training_step(self, batch, batch_idx):
+            return self.model(torch.stack([batch, batch], 1)).sum()
+
+    trainer = make_trainer(tmp_path, [ExampleTracker(strict=True, val=False)], max_steps=2)
+    with pytest.raises(CallbackSetupError, match="cannot split a Tensor item"):
+        trainer.fit(Ints(), DataLoader(list(range(11)), batch_size=11))
