@@ -23,6 +23,7 @@ import numpy as np
 from .classify import ClassifyConfig, still_rising, verdict_at
 from .events import Event, detect_spikes, fall_event, fit_transition, plateau_argmax, threshold_event
 from .signals import clean, level_at, running_median
+from .names import missing_message, resolve_config
 
 __all__ = ["SCHEMA_VERSION", "AnalysisConfig", "AnalysisResult", "analyze_trace", "analyze_run",
            "write_analysis"]
@@ -109,6 +110,10 @@ class AnalysisResult:
             "config": self.config,
         }
 
+    def _repr_html_(self) -> str:  # Jupyter display
+        from .notebook import result_html
+        return result_html(self)
+
     def summary(self) -> str:
         """A short human summary (the same numbers as ``to_dict``)."""
         lines = [f"run: {self.run or '<memory>'}  (budget {self.budget} steps)",
@@ -167,26 +172,6 @@ class _Cleaned:
         return self._t.events()
 
 
-ALIASES = {"train/acc": ("train_acc", "train/accuracy", "train_accuracy", "acc", "accuracy"),
-           "val/acc": ("val_acc", "val/accuracy", "val_accuracy", "valid/acc", "test/acc", "test_acc"),
-           "train/loss": ("train_loss", "loss"),
-           "val/loss": ("val_loss", "valid/loss", "test/loss", "test_loss")}
-
-
-def _resolve(config: AnalysisConfig, names) -> AnalysisConfig:
-    """Use a common alias (``val_acc``, ``test/acc`` ...) when a default series name is absent."""
-    names = set(names)
-    upd = {}
-    for field_, default in (("train_acc", "train/acc"), ("val_acc", "val/acc"),
-                            ("train_loss", "train/loss"), ("val_loss", "val/loss")):
-        cur = getattr(config, field_)
-        if cur == default and cur not in names:
-            alt = next((a for a in ALIASES[default] if a in names), None)
-            if alt is not None:
-                upd[field_] = alt
-    return replace(config, **upd) if upd else config
-
-
 def _get(trace, name):
     if name not in trace.names():
         return None
@@ -205,7 +190,7 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     thresholds: dict = {}
     trace = trace if isinstance(trace, _Cleaned) else _Cleaned(trace)
     names = list(trace.names())
-    config = _resolve(config, names)
+    config = resolve_config(config, names)
     tr, va = _get(trace, config.train_acc), _get(trace, config.val_acc)
     budgets = [int(steps[-1]) for steps in (trace.series(n)[0] for n in names) if len(steps)]
     budget = max(budgets) if budgets else None
@@ -225,7 +210,8 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
     for key, got, label, evname in ((config.train_acc, tr, "train", "memorization"),
                                     (config.val_acc, va, "val", "generalization")):
         if got is None:
-            insufficient.append(f"insufficient data for {evname}: no series {key!r}")
+            insufficient.append(f"insufficient data for {evname}: "
+                                + missing_message(f"{label}_acc", key, names))
             continue
         s, v = got  # already cleaned by _Cleaned
         if s.size < 3:

@@ -18,42 +18,36 @@ import math
 import os
 import sys
 
+from .cli_errors import OneLineParser, fraction, positive
+
 __all__ = ["main", "build_parser"]
 
 
-def _positive(text: str) -> float:
-    """argparse type: a finite number > 0 (``nan``, ``inf``, ``0``, ``-1`` are usage errors)."""
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
-    value = _positive(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
+        return version("phasewatch")
+    except PackageNotFoundError:  # a source tree that was not installed
+        return "unknown"
 
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=_fraction, default=0.99,
+    p.add_argument("--threshold", type=fraction, default=0.99,
                    help="accuracy that counts as 'reached' (default 0.99)")
     p.add_argument("--gap-rule", choices=("ratio", "absolute"), default="ratio",
                    help="grokking vs comprehension: t_val/t_train >= --grok-ratio (default) "
                         "or t_val - t_train >= --min-gap-steps (Liu et al.)")
-    p.add_argument("--grok-ratio", type=_positive, default=5.0)
+    p.add_argument("--grok-ratio", type=positive, default=5.0)
     p.add_argument("--min-gap-steps", type=int, default=1000)
-    p.add_argument("--censor-ratio", type=_positive, default=10.0,
+    p.add_argument("--censor-ratio", type=positive, default=10.0,
                    help="a memorizing run shorter than this x t_train is censored ('not yet')")
     p.add_argument("--train-acc", default="train/acc")
     p.add_argument("--val-acc", default="val/acc")
     p.add_argument("--train-loss", default="train/loss")
     p.add_argument("--val-loss", default="val/loss")
+    p.add_argument("--map", dest="series_map", action="append", default=[], metavar="NAME=BUILTIN",
+                   help="read series NAME as a built-in one, e.g. --map my_acc=train/acc "
+                        "(train/acc, val/acc, train/loss, val/loss; repeatable)")
     p.add_argument("--random-targets", action="store_true", default=None,
                    help="random-target task: report memorized bits (else read from run meta)")
     p.add_argument("--vocab", type=int, default=None, help="output vocabulary V for memorized bits")
@@ -68,13 +62,17 @@ def _config(args):
                         min_gap_steps=args.min_gap_steps, censor_ratio=args.censor_ratio)
     cap = tuple((k, v) for k, v in (("random_targets", args.random_targets), ("n_classes", args.vocab),
                                     ("out_len", args.out_len), ("n_params", args.n_params)) if v is not None)
-    return AnalysisConfig(classify=cc, train_acc=args.train_acc, val_acc=args.val_acc,
-                          train_loss=args.train_loss, val_loss=args.val_loss, capacity=cap)
+    from .importers import parse_mapping
+    from .names import mapping_to_roles
+    names = {"train_acc": args.train_acc, "val_acc": args.val_acc, "train_loss": args.train_loss,
+             "val_loss": args.val_loss, **mapping_to_roles(parse_mapping(args.series_map))}
+    return AnalysisConfig(classify=cc, capacity=cap, **names)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="phasewatch",
-                                 description="Track training dynamics; find memorization and grokking.")
+    ap = OneLineParser(prog="phasewatch",
+                       description="Track training dynamics; find memorization and grokking.")
+    ap.add_argument("--version", action="version", version=f"phasewatch {_version()}")
     sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
@@ -86,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write analysis.json here (DIR/<run>/ for several runs) instead of "
                         "RUN/analysis/, e.g. for runs on read-only media; with --wandb: the run "
                         "directory to create (default runs/wandb-<RUN_ID>)")
-    a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary")
+    a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary (JSON Lines: one line per run)")
     a.add_argument("--aggregate", metavar="DIR", default=None,
                    help="with several runs: also write seed/sweep aggregates to DIR")
     _add_analysis_options(a)
@@ -94,16 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("runs", nargs="+", help="run directories")
     r.add_argument("--out", default=None,
                    help="output folder (default RUN/analysis for one run, ./phasewatch_report otherwise)")
+    r.add_argument("--svg", action="store_true", help="also write every figure as SVG")
     _add_analysis_options(r)
     w = sub.add_parser("watch", help="follow live runs under DIR, print phase events as detected")
-    w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/)")
+    w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/); waits for it "
+                               "to appear when it does not exist yet")
     w.add_argument("--once", action="store_true", help="one pass, print the table, exit")
-    w.add_argument("--interval", type=_positive, default=2.0, help="seconds between polls (default 2)")
-    w.add_argument("--stale", type=_positive, default=120.0,
+    w.add_argument("--interval", type=positive, default=2.0, help="seconds between polls (default 2)")
+    w.add_argument("--stale", type=positive, default=120.0,
                    help="a running run without new data for this many seconds is 'stalled'")
     _add_analysis_options(w)
     i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
-    i.add_argument("file", help="metrics.csv (Lightning CSVLogger), W&B history CSV, or step,name,value CSV")
+    i.add_argument("file", help="metrics.csv (Lightning CSVLogger) or a Lightning log directory "
+                                "(its newest metrics.csv), W&B history CSV, or step,name,value CSV")
     i.add_argument("--out", required=True, help="run directory to create")
     i.add_argument("--format", choices=("auto", "lightning", "wandb", "long"), default="auto")
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
@@ -155,19 +156,21 @@ def _cmd_analyze(args) -> int:
             continue
         results.append(res)
         ok_runs.append(run)
-        if args.json:
+        if args.json:  # JSON Lines: one compact document per run, nothing else on stdout
             import json
             with open(path) as f:
-                print(json.dumps(json.load(f), indent=1))
+                print(json.dumps(json.load(f), separators=(",", ":")))
         else:
             print(res.summary())
             print(f"wrote {path}")
     if len(results) > 1 or args.aggregate:
         from .aggregate import aggregate_results, format_table, run_params, write_aggregate
         agg = aggregate_results(results, [run_params(r) for r in ok_runs])
-        print(format_table(agg))
+        if not args.json:
+            print(format_table(agg))
         if args.aggregate:
-            print(f"wrote {write_aggregate(agg, args.aggregate)}")
+            print(f"wrote {write_aggregate(agg, args.aggregate)}",
+                  file=sys.stderr if args.json else sys.stdout)
     return 1 if failed else 0
 
 
@@ -192,7 +195,7 @@ def _one_line(e: BaseException) -> str:
 
 def _cmd_report(args) -> int:
     from .report import write_report
-    html = write_report(args.runs, out=args.out, config=_config(args))
+    html = write_report(args.runs, out=args.out, config=_config(args), svg=args.svg)
     print(f"wrote {html}")
     return 0
 
@@ -208,8 +211,9 @@ def _cmd_watch(args) -> int:
 
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
-    out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
-                     step_column=args.step_column, run=args.run)
+    from .log_dirs import find_metrics_file
+    out = import_csv(find_metrics_file(args.file), args.out, fmt=args.format,
+                     mapping=parse_mapping(args.map), step_column=args.step_column, run=args.run)
     print(f"imported {args.file} -> {out}")
     return 0
 

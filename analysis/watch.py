@@ -10,7 +10,7 @@ analysis of the finished run (its ``[low, high]`` interval is the one known at d
 the offline noise band also looks at later samples).
 
 ``watch(root)`` follows every run directory under ``root`` (read-only; safe while training
-writes): it prints each confirmed event once, one progress line per run whose step moved,
+writes; a ``root`` that does not exist yet is waited for, except with ``once``): it prints each confirmed event once, one progress line per run whose step moved,
 and the final class when a run's status leaves ``running``. Runs that stop advancing
 without a final status for ``stale_s`` seconds are shown as ``stalled``.
 
@@ -32,17 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyzer import AnalysisConfig, _resolve
+from .analyzer import AnalysisConfig
 from .classify import classify_run, still_rising
 from .events import Event, detect_spikes, threshold_event
 from .signals import clean
 from .memtrace import MemoryTrace
+from .names import ROLES, resolve_all, resolve_config
 from .store import TRACE_FILE, TraceStoreError
 
-__all__ = ["LIVE_SERIES", "LiveResult", "live_events", "read_live_trace", "find_runs", "Watcher", "watch"]
+__all__ = ["LiveResult", "live_events", "read_live_trace", "find_runs", "Watcher", "watch"]
 
-#: the scalar series the live detectors read (nothing else is loaded)
-LIVE_SERIES = ("train/acc", "val/acc", "train/loss", "val/loss")
 #: samples of the event's signal that must follow it before it is reported, by event name
 CONFIRM = {"memorization": 3, "generalization": 3, "slingshot": 6, "diverged": 0}
 
@@ -71,7 +70,7 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
         raise ValueError(f"confirm must be >= 3 (the smoothing half-window + 1), got {confirm}")
     cc = config.classify
     names = list(trace.names())
-    config = _resolve(config, names)
+    config = resolve_config(config, names)
     events, cleaned, budget, nonfinite = [], {}, None, []
     for key in (config.train_loss, config.val_loss, config.train_acc, config.val_acc):
         if key not in names:
@@ -113,12 +112,13 @@ def live_events(trace, config: AnalysisConfig = AnalysisConfig(), confirm: int =
     return LiveResult(rc.run_class, rc.censored, rc.reason, budget, tuple(events)), events
 
 
-def read_live_trace(run_dir, names=LIVE_SERIES) -> tuple[MemoryTrace, dict]:
-    """Only ``names`` (those present) and the meta of a run dir, read-only, as a MemoryTrace."""
+def read_live_trace(run_dir, config: AnalysisConfig = AnalysisConfig()) -> tuple[MemoryTrace, dict]:
+    """The four core series (resolved by ``phasewatch.analysis.names``, under the run's own
+    names) and the meta of a run dir, read-only, as a MemoryTrace."""
     from .store_read import load_run
     with load_run(run_dir) as run:
-        have = set(run.names())
-        series = {n: run.series(n) for n in names if n in have}
+        found = resolve_all(run.names(), config)
+        series = {n: run.series(n) for n in found.values()}
         meta = run.meta
     return MemoryTrace(series, meta=meta, path=str(run_dir)), meta
 
@@ -175,8 +175,9 @@ class Watcher:
         stale_s: a ``running`` run without new data for this long is shown as ``stalled``.
     """
 
-    def __init__(self, root, config: AnalysisConfig = AnalysisConfig(), stale_s: float = 120.0):
-        if not Path(root).exists():
+    def __init__(self, root, config: AnalysisConfig = AnalysisConfig(), stale_s: float = 120.0,
+                 must_exist: bool = True):
+        if must_exist and not Path(root).exists():
             raise ValueError(f"watch: {root} does not exist; pass a run directory or a folder of runs")
         self.root, self.config, self.stale_s = Path(root), config, float(stale_s)
         self.runs: dict[Path, _RunState] = {}
@@ -201,7 +202,7 @@ class Watcher:
     def _update(self, st: _RunState) -> list[str]:
         lines = []
         try:
-            trace, meta = read_live_trace(st.path)
+            trace, meta = read_live_trace(st.path, self.config)
         except (TraceStoreError, OSError) as e:  # e.g. a store being created right now
             st.error = str(e).splitlines()[0]
             return lines
@@ -217,8 +218,9 @@ class Watcher:
                              f"  {e.signal}{tag}")
         step = max((int(s[-1]) for n in trace.names() for s in [trace.series(n)[0]] if s.size),
                    default=None)
-        st.values = {n: float(trace.series(n)[1][-1]) for n in ("train/acc", "val/acc")
-                     if n in trace.names()}
+        found = resolve_all(trace.names(), self.config)  # shown under the built-in names
+        st.values = {ROLES[r]: float(trace.series(found[r])[1][-1])
+                     for r in ("train_acc", "val_acc") if r in found and trace.series(found[r])[1].size}
         if step != st.step or status != st.status:
             st.step, st.status = step, status
             st.run_class = res.run_class + ("?" if res.censored or not finished else "")
@@ -254,7 +256,9 @@ def watch(root, *, once: bool = False, interval: float = 2.0, config: AnalysisCo
     if not interval > 0:
         raise ValueError(f"--interval must be > 0 seconds, got {interval}")
     out = out or sys.stdout
-    w = Watcher(root, config, stale_s)
+    w = Watcher(root, config, stale_s, must_exist=once)
+    if not Path(root).exists():  # like TensorBoard: wait for the training to create it
+        print(f"waiting for {root} to appear (Ctrl-C to stop)", file=out, flush=True)
     polls = 0
     try:
         while True:

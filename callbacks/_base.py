@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
@@ -134,30 +135,93 @@ _PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backw
                    "on_validation_batch_start", "on_validation_batch_end")
 
 
+#: every hook the failure boundary guards (``state_dict`` / ``load_state_dict`` stay unguarded:
+#: a checkpoint that cannot be saved or restored must say so)
+_GUARDED_HOOKS = tuple(n for n in dir(pl.Callback)
+                       if (n.startswith("on_") or n in ("setup", "teardown"))
+                       and callable(getattr(pl.Callback, n)))
+
+
+class CallbackError(Exception):
+    """Raised on purpose by a phasewatch callback: it passes the failure boundary and stops the
+    fit with its message (subclasses: ``CallbackSetupError``, ``ProbeFailure``)."""
+
+
+class CallbackSetupError(CallbackError, ValueError):
+    """A callback cannot do what it was asked for on this run (a probe asked for by name that
+    this model cannot run, a strict ExampleTracker without data)."""
+
+
+class _Guarded:
+    """``owner.<name>`` behind the failure boundary (an object, not a closure: deep copies and
+    pickles of the callback rebind it to the copy)."""
+
+    __slots__ = ("owner", "name")
+
+    def __init__(self, owner: "LeanCallback", name: str) -> None:
+        self.owner, self.name = owner, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        owner = self.owner
+        if owner.failure is not None:
+            return None
+        try:
+            return getattr(type(owner), self.name)(owner, *args, **kwargs)
+        except CallbackError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the boundary: a callback never stops training
+            owner._fail(self.name, err, args[0] if args else None)
+            return None
+
+
 class LeanCallback(pl.Callback):
-    """A ``pl.Callback`` whose instances have ``None`` for the per-step hooks their class
-    does not override (Lightning skips them).
+    """A ``pl.Callback`` with a failure boundary, whose instances have ``None`` for the per-step
+    hooks their class does not override (Lightning skips them).
+
+    Failure boundary: an exception in any hook the class overrides is caught; the callback
+    warns once (its name, the hook, the step, the error) and is disabled for the rest of the
+    run (every hook returns at once); the run meta gets ``callbacks/failed/<name>``; training and
+    the trace go on. ``CallbackError`` (raised on purpose) passes through and stops the fit.
 
     Example:
         >>> class Every(LeanCallback):
         ...     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx): ...
         >>> cb = Every()
-        >>> cb.on_before_backward is None, callable(cb.on_train_batch_end)
-        (True, True)
+        >>> cb.on_before_backward is None, callable(cb.on_train_batch_end), cb.failure
+        (True, True, None)
     """
 
     _unused_hooks: tuple[str, ...] = _PER_STEP_HOOKS
+    _own_hooks: tuple[str, ...] = ()
+    #: ``"<hook>: <error>"`` once the callback failed and was disabled, else None
+    failure: "str | None" = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._unused_hooks = tuple(name for name in _PER_STEP_HOOKS
                                   if getattr(cls, name) is getattr(pl.Callback, name))
+        cls._own_hooks = tuple(name for name in _GUARDED_HOOKS
+                               if getattr(cls, name) is not getattr(pl.Callback, name))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "LeanCallback":
         self = super().__new__(cls)
         for name in cls._unused_hooks:
             setattr(self, name, None)
+        for name in cls._own_hooks:
+            setattr(self, name, _Guarded(self, name))
         return self
+
+    def _fail(self, hook: str, err: Exception, trainer: Any) -> None:
+        name = type(self).__name__
+        step = getattr(trainer, "global_step", None)
+        self.failure = f"{hook}: {type(err).__name__}: {err}"
+        warnings.warn(f"phasewatch: {name}.{hook} failed at step {step} ({type(err).__name__}: {err}); "
+                      f"{name} is disabled for the rest of this run; training and the trace go on",
+                      RuntimeWarning, stacklevel=2)
+        if isinstance(trainer, pl.Trainer):
+            with contextlib.suppress(Exception):
+                set_meta(trainer, f"callbacks/failed/{name}", {"hook": hook, "step": step,
+                                                               "error": self.failure})
 
     @property
     def state_key(self) -> str:

@@ -29,9 +29,12 @@ after one last probe of the final model (when the last step was not a probe step
 the results are also kept in ``CircuitCheckpoint.final``) (``FourierProbe`` uses it
 to recompute Nanda's losses with the final model's key frequencies).
 
-A probe may also define ``applicable(model, task) -> bool``; ``setup()`` drops probes that say
-False (so one default set serves every model), logging the kept names in the run meta
-``circuit/probes``.
+A probe may also define ``missing(model, task) -> str | None`` (what the model lacks for it) or
+``applicable(model, task) -> bool``. At ``setup()`` a probe that cannot run stops the fit with
+``CallbackSetupError`` naming what the model lacks -- the user asked for it -- unless the
+checkpoint was built with ``optional=True`` (``default_callbacks`` does): then it is skipped
+with one warning saying what is missing. The kept names go to the run meta ``circuit/probes``;
+docs/your_model.md is the recipe for making a model probe-able.
 
 Probes run on rank 0 only (they are not collectives; parameters are identical on every rank).
 
@@ -49,11 +52,16 @@ import numpy as np
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from ._base import (PeriodicCallback, dense_requested, eval_mode, find_task, find_trace_logger,
-                    inner_model, log_array, log_scalars, no_leaked_hooks, set_meta)
+from ._base import (CallbackError, CallbackSetupError, PeriodicCallback, dense_requested,
+                    eval_mode, find_task, find_trace_logger, inner_model, log_array,
+                    log_scalars, no_leaked_hooks, set_meta)
 from .probe_checks import check_result, pack_state, unpack_state
 
-__all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext"]
+__all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext", "ProbeFailure"]
+
+
+class ProbeFailure(CallbackError, RuntimeError):
+    """A probe failed under ``on_error="raise"``: stops the fit."""
 
 
 @dataclass
@@ -101,10 +109,12 @@ class CircuitCheckpoint(PeriodicCallback):
         on_error: ``"warn"`` (default: remove its hooks, warn once, continue) or ``"raise"``.
         dense_every: while a ``PhaseMonitor`` reports a transition under way
             (``dense_requested``), also probe every this many steps; ``None``: cadence only.
+        optional: skip probes that cannot run on this model with one warning each (default
+            False: a probe that cannot run stops the fit at setup with the reason).
     """
 
     def __init__(self, probes: list[Any], cadence: Any = "log:20,max:100", on_error: str = "warn",
-                 dense_every: int | None = None):
+                 dense_every: int | None = None, optional: bool = False):
         super().__init__(cadence)
         if dense_every is not None and dense_every < 1:
             raise ValueError(f"dense_every must be >= 1 or None, got {dense_every}")
@@ -120,8 +130,9 @@ class CircuitCheckpoint(PeriodicCallback):
             raise ValueError(f"probe names must be unique, got {names}")
         if on_error not in ("warn", "raise"):
             raise ValueError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
-        self.probes, self.on_error = probes, on_error
+        self.probes, self.on_error, self.optional = probes, on_error, bool(optional)
         self.active = list(probes)
+        self.skipped: dict[str, str] = {}   # probe name -> what the model lacks
         self._states: dict[str, dict[str, Any]] = {n: {} for n in names}
         self._failures: dict[str, int] = {n: 0 for n in names}
         self._meta_done: set[str] = set()
@@ -133,11 +144,24 @@ class CircuitCheckpoint(PeriodicCallback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         model, task = inner_model(pl_module), find_task(trainer, pl_module)
-        self.active = [p for p in self.probes
-                       if not hasattr(p, "applicable") or p.applicable(model, task)]
+        self.active = []
+        for p in self.probes:
+            lacks = _missing(p, model, task)
+            if lacks is None:
+                self.active.append(p)
+                continue
+            msg = (f"probe {p.name!r} cannot run on {type(model).__name__}: it lacks {lacks} "
+                   "(recipe: docs/your_model.md)")
+            if not self.optional:
+                raise CallbackSetupError(msg)
+            if p.name not in self.skipped:
+                rank_zero_warn(f"phasewatch: default {msg}; skipped")
+            self.skipped[p.name] = lacks
 
     def on_train_start(self, trainer, pl_module) -> None:
         set_meta(trainer, "circuit/probes", [p.name for p in self.active])
+        if self.skipped:
+            set_meta(trainer, "circuit/skipped", dict(self.skipped))
         if self._take(trainer.global_step):
             self.run_probes(trainer, pl_module)
 
@@ -205,7 +229,7 @@ class CircuitCheckpoint(PeriodicCallback):
     def _fail(self, trainer, name: str, step: int | None, err: Exception, drop: bool = False) -> None:
         where = f"at step {step}" if step is not None else "while saving a checkpoint"
         if self.on_error == "raise":
-            raise RuntimeError(f"probe {name!r} failed {where}: {err!r}") from err
+            raise ProbeFailure(f"probe {name!r} failed {where}: {err!r}") from err
         self._failures[name] += 1
         if drop:
             self.active = [p for p in self.active if p.name != name]
@@ -252,3 +276,12 @@ def write_final(store: Any, res: ProbeResult) -> None:
 
 class _Malformed(ValueError):
     """A probe returned something that is not a valid ProbeResult."""
+
+
+def _missing(probe: Any, model: nn.Module, task: Any) -> str | None:
+    """What ``model`` lacks for ``probe`` (its ``missing``, else its ``applicable``), or None."""
+    if hasattr(probe, "missing"):
+        return probe.missing(model, task)
+    if hasattr(probe, "applicable") and not probe.applicable(model, task):
+        return f"what {type(probe).__name__}.applicable() checks"
+    return None

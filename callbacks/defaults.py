@@ -54,7 +54,7 @@ from .probes import AblationProbe, AttentionProbe
 from .snapshots import WeightSnapshot
 from .weights import WeightNormMonitor
 
-__all__ = ["default_callbacks", "tracking_enabled", "DEFAULT_CADENCES"]
+__all__ = ["default_callbacks", "tracking_enabled", "DEFAULT_CADENCES", "PROBES"]
 
 DEFAULT_CADENCES: dict[str, str] = {
     "weights": "log:20,min:5,max:200",  # 55 evaluations in 3,500 steps
@@ -72,17 +72,26 @@ def tracking_enabled() -> bool:
         "0", "off", "false", "no")
 
 
+#: probes by the name ``default_callbacks(probes=[...])`` takes
+PROBES = {"fourier": FourierProbe,
+          "attention": lambda: AttentionProbe(max_examples=512),
+          "ablation": lambda: AblationProbe(max_examples=512)}
+
+
 def default_callbacks(modular: bool = True, transformer: bool = True, *,
                       tracking: bool | None = None, examples: bool = True,
-                      snapshots: bool = False, cadences: dict[str, Any] | None = None
-                      ) -> list[pl.Callback]:
+                      snapshots: bool = False, cadences: dict[str, Any] | None = None,
+                      probes: list[str] | None = None) -> list[pl.Callback]:
     """The default set.
 
     Args:
         modular: add the Fourier probe; it runs only on models exposing the hook points with a
-            known modulus (``FourierProbe.applicable``), so the default is safe for any model.
-        transformer: add the attention-entropy and ablation probes (they too apply only where
-            the model has ``hook_pattern`` modules / several ``components()``).
+            known modulus (``FourierProbe.missing``); on other models it is skipped with one
+            warning saying what the model lacks (see docs/your_model.md).
+        transformer: add the attention-entropy and ablation probes (skipped the same way where
+            the model has no ``hook_pattern`` modules / fewer than two ``components()``).
+        probes: instead of ``modular`` / ``transformer``: the probes asked for by name (keys of
+            ``PROBES``); one that cannot run on the model stops the fit at setup with the reason.
         tracking: False -> ``[]``; None -> ``tracking_enabled()``.
         examples: add the ExampleTracker.
         snapshots: add WeightSnapshot.
@@ -100,14 +109,18 @@ def default_callbacks(modular: bool = True, transformer: bool = True, *,
     cbs: list[pl.Callback] = [WeightNormMonitor(cad["weights"]), GradientMonitor(cad["gradients"])]
     if examples:
         cbs.append(ExampleTracker(cad["examples"], strict=False))
-    probes: list[Any] = []
-    if modular:
-        probes.append(FourierProbe())
-    if transformer:
-        probes += [AttentionProbe(max_examples=512), AblationProbe(max_examples=512)]
-    if probes:
+    if probes is not None:
+        unknown = [p for p in probes if p not in PROBES]
+        if unknown:
+            raise ValueError(f"unknown probe names {unknown}; valid: {sorted(PROBES)}")
+        chosen = [PROBES[p]() for p in dict.fromkeys(probes)]
+    else:
+        chosen = [PROBES[p]() for p, on in (("fourier", modular), ("attention", transformer),
+                                            ("ablation", transformer)) if on]
+    if chosen:
         # probe every 200 steps as well while PhaseMonitor sees a transition under way
-        cbs.append(CircuitCheckpoint(probes, cadence=cad["circuits"], dense_every=200))
+        cbs.append(CircuitCheckpoint(chosen, cadence=cad["circuits"], dense_every=200,
+                                     optional=probes is None))
     if snapshots:
         cbs.append(WeightSnapshot(cad["snapshots"]))
     cbs.append(PhaseMonitor(every=int(cad["phases"]), default=True))

@@ -235,11 +235,17 @@ class FourierProbe:
         self._held: dict[int, np.ndarray] = {}  # snapshots when there is no trace store
         self._last_keys: list[int] = []
 
+    def missing(self, model: nn.Module, task: Any) -> str | None:
+        """What ``model`` / ``task`` lack for this probe (None: it can run)."""
+        lacks = [f"`{a}`" for a in ("embedding_tables()", "unembedding_table()", "hook_neurons")
+                 if not hasattr(model, a.rstrip("()"))]
+        if self.p is None and getattr(task, "modulus", None) is None:
+            lacks.append("a modulus (FourierProbe(p=...) or a `task` with .modulus)")
+        return "; ".join(lacks) or None
+
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with the hook points and a known modulus."""
-        has = all(hasattr(model, a) for a in ("embedding_tables", "unembedding_table",
-                                                  "hook_neurons"))
-        return has and (self.p is not None or getattr(task, "modulus", None) is not None)
+        return self.missing(model, task) is None
 
     def setup_grid(self, task: Any, loss: str | None = None) -> None:
         """Build the p x p grid, its labels and splits for ``task``; ``loss`` is the training

@@ -45,7 +45,8 @@ import pytorch_lightning as pl
 from phasewatch.analysis.analyzer import AnalysisConfig, analyze_run, analyze_trace, write_analysis
 from phasewatch.analysis.memtrace import MemoryTrace
 from phasewatch.analysis.store import TraceStoreError
-from phasewatch.analysis.watch import LIVE_SERIES, live_events
+from phasewatch.analysis.names import resolve, resolve_all
+from phasewatch.analysis.watch import live_events
 
 from ._base import LeanCallback, dense_requested
 from .trace_logger import find_trace_logger
@@ -143,9 +144,9 @@ class PhaseMonitor(LeanCallback):
         if store is not None:
             from phasewatch.analysis.watch import read_live_trace
             store.flush()
-            return read_live_trace(lg.log_dir)[0], store
+            return read_live_trace(lg.log_dir, self.config)[0], store
         step = int(trainer.global_step)
-        for name in LIVE_SERIES:
+        for name in resolve_all(trainer.callback_metrics, self.config).values():
             if name in trainer.callback_metrics:
                 s, v = self._mem.setdefault(name, ([], []))
                 if not s or s[-1] != step:
@@ -184,7 +185,7 @@ class PhaseMonitor(LeanCallback):
                                                           "source": "PhaseMonitor"})
         gen = self.logged.get("generalization")
         names = trace.names()
-        val = self.config.val_acc if self.config.val_acc in names else None
+        val = resolve("val_acc", names, self.config.val_acc)
         dense = False
         if val is not None and gen is None:
             s, v = trace.series(val)

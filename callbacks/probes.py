@@ -43,6 +43,12 @@ def _probe_set(x, y, ctx: ProbeContext, max_examples: int):
     return x[:max_examples], (None if y is None else y[:max_examples])
 
 
+def _probe_set_missing(x, task) -> list[str]:
+    if x is not None or getattr(task, "train_x", None) is not None:
+        return []
+    return ["a probe set (pass x=, y= to the probe, or give the module a `task` with train_x / train_y)"]
+
+
 def _loss(logits: Tensor, y: Tensor) -> float:
     if logits.dim() == 3:
         logits, y = logits.flatten(0, 1), y.flatten()
@@ -70,11 +76,18 @@ class AblationProbe:
         self.threshold, self.x, self.y = threshold, x, y
         self.max_examples, self.name = max_examples, name
 
+    def missing(self, model: nn.Module, task: Any) -> str | None:
+        """What ``model`` / ``task`` lack for this probe (None: it can run)."""
+        comps = getattr(model, "components", None)
+        lacks = []
+        if not callable(comps) or len(comps()) < 2:
+            lacks.append("components() returning >= 2 named (module, index) components")
+        lacks += _probe_set_missing(self.x, task)
+        return "; ".join(lacks) or None
+
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with more than one named component and a probe set."""
-        comps = getattr(model, "components", None)
-        return callable(comps) and len(comps()) > 1 and (
-            self.x is not None or getattr(task, "train_x", None) is not None)
+        return self.missing(model, task) is None
 
     def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
         comps = model.components()
@@ -131,10 +144,16 @@ class AttentionProbe:
             raise ValueError(f"max_examples must be a positive int, got {max_examples!r}")
         self.x, self.max_examples, self.name = x, max_examples, name
 
+    def missing(self, model: nn.Module, task: Any) -> str | None:
+        """What ``model`` / ``task`` lack for this probe (None: it can run)."""
+        lacks = [] if any(n.endswith("hook_pattern") for n, _ in model.named_modules()) else [
+            "`hook_pattern` modules (attention probabilities [batch, heads, query, key])"]
+        lacks += _probe_set_missing(self.x, task)
+        return "; ".join(lacks) or None
+
     def applicable(self, model: nn.Module, task: Any) -> bool:
         """True for models with ``hook_pattern`` modules and a probe set."""
-        return any(n.endswith("hook_pattern") for n, _ in model.named_modules()) and (
-            self.x is not None or getattr(task, "train_x", None) is not None)
+        return self.missing(model, task) is None
 
     def __call__(self, model: nn.Module, ctx: ProbeContext) -> ProbeResult:
         hooks = [(n.rsplit(".hook_pattern", 1)[0], m) for n, m in model.named_modules()

@@ -13,7 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import errno
+import io
+import json
 import os
 import sqlite3
 import sys
@@ -31,8 +35,11 @@ from phasewatch.callbacks.defaults import default_callbacks
 from phasewatch.callbacks.phase_monitor import PhaseMonitor
 from phasewatch.callbacks.trace_logger import TraceLogger, split_run_id
 
+from phasewatch.analysis.cli_errors import option_strings, with_suggestion
+
 from .checkpoint_io import AtomicCheckpointIO
 from .data import TaskDataModule
+from .fit_console import EventPrinter, StepProgressBar, usage_error
 from .module import PhaseModule
 from .wandb_logger import build_wandb_logger, resolve_mode
 
@@ -117,6 +124,9 @@ class PhaseCLI(LightningCLI):
                                           mode=run.wandb, project=run.wandb_project)
         if wandb_logger is not None:
             loggers.append(wandb_logger)
+            # the whole resolved config: model / data come from save_hyperparameters, these not
+            cfg = self.config[self.subcommand]
+            wandb_logger.log_hyperparams({"trainer": _plain(cfg.trainer), "run": _plain(cfg.run)})
         callbacks = [ModelCheckpoint(dirpath=os.path.join(trace.log_dir, "checkpoints"),
                                      every_n_train_steps=run.checkpoint_every, save_last=True)]
         if run.tracking:
@@ -124,12 +134,28 @@ class PhaseCLI(LightningCLI):
         if run.stop_after_generalization is not None:  # the default PhaseMonitor stands down for it
             callbacks.append(PhaseMonitor(stop_after_generalization=run.stop_after_generalization))
         callbacks += list(trainer_cfg.callbacks or [])  # the config's own callbacks come last
+        if trainer_cfg.enable_progress_bar is not False:
+            callbacks.append(StepProgressBar())
+        callbacks.append(EventPrinter())  # after PhaseMonitor: prints its events and the class
+        _STATE["parsed"] = True
         plugins = trainer_cfg.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
         return super().instantiate_trainer(logger=loggers, callbacks=callbacks, plugins=plugins,
                                            **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        _STATE["parser"] = parser  # for "did you mean" when parsing fails
+        super().parse_arguments(parser, args)
+
+    def before_fit(self) -> None:
+        _STATE["fitting"] = True
+        buffered, real = _STATE["stderr"]  # options parsed: training's own stderr goes out live
+        real.write(buffered.getvalue())
+        buffered.seek(0)
+        buffered.truncate()
+        sys.stderr = real
 
 
 class RunConfigError(ValueError):
@@ -147,23 +173,64 @@ def _disk_full(error: BaseException) -> bool:
     return False
 
 
+def _plain(namespace) -> dict:
+    """A jsonargparse Namespace as plain, JSON-able dicts (classes as their import path)."""
+    d = namespace.as_dict() if hasattr(namespace, "as_dict") else dict(vars(namespace))
+    return json.loads(json.dumps(d, default=str))
+
+
+#: where PhaseCLI got to, for main()'s error handling (the CLI object never returns on errors)
+_STATE: dict = {}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``."""
+    """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``.
+
+    A bad option or value (before training starts) is one line on stderr and exit status 2,
+    with "did you mean" for a near-miss key; errors during training keep their traceback.
+    """
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     PhaseCLI.run_dir = None
+    _STATE.clear()
+    err = io.StringIO()
+    _STATE["stderr"] = (err, sys.stderr)
     try:
-        cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
-                       save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
-    except (RunConfigError, RunDirBusy) as err:
-        print(f"phasewatch fit: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, RunConfigError) else 1
-    except Exception as err:  # noqa: BLE001 - only a full disk is turned into one line here
-        if not _disk_full(err):
-            raise
-        where = PhaseCLI.run_dir or "the run directory"
-        print(f"phasewatch fit: error: disk full ({err}); the run is marked failed and its last "
-              f"complete checkpoint is kept. Free space, then continue it with "
-              f"`phasewatch fit --config ... --run.resume {where}`", file=sys.stderr)
+        with contextlib.redirect_stderr(err):  # jsonargparse prints usage + error, then exits 2
+            cli = PhaseCLI(PhaseModule, TaskDataModule, args=["fit", *(argv or [])],
+                           save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                           parser_kwargs={"fit": {"exit_on_error": False}})
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            return 0
+        return usage_error(_last_error(err.getvalue()))
+    except RunDirBusy as e:
+        sys.stderr.write(err.getvalue())
+        print(f"phasewatch fit: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - usage errors and a full disk become one line
+        sys.stderr.write(err.getvalue())
+        if _disk_full(e):
+            where = PhaseCLI.run_dir or "the run directory"
+            print(f"phasewatch fit: error: disk full ({e}); the run is marked failed and its last "
+                  f"complete checkpoint is kept. Free space, then continue it with "
+                  f"`phasewatch fit --config ... --run.resume {where}`", file=sys.stderr)
+            return 1
+        if _STATE.get("fitting") or not isinstance(e, (ValueError, TypeError, KeyError,
+                                                        argparse.ArgumentError)):
+            raise
+        return usage_error(_with_suggestion(str(e)))
+    sys.stderr.write(err.getvalue())
     print(f"run directory: {cli.trainer.log_dir}\nanalyze it: phasewatch analyze {cli.trainer.log_dir}")
     return 0
+
+
+def _with_suggestion(message: str) -> str:
+    parser = _STATE.get("parser")
+    return with_suggestion(message, option_strings(parser)) if parser is not None else message
+
+
+def _last_error(text: str) -> str:
+    """The ``error: ...`` line of jsonargparse's output (else its last line)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    hits = [ln.split("error:", 1)[1].strip() for ln in lines if "error:" in ln]
+    return _with_suggestion(hits[-1] if hits else (lines[-1] if lines else "bad arguments"))

@@ -6,7 +6,7 @@ import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
            "phases", "segments", "phase_signatures", "synthetic", "synthetic_examples", "importers", "schema",
-           "runlock", "chunks", "store"]
+           "runlock", "chunks", "store", "names", "cli_errors"]
 
 
 @pytest.mark.parametrize("name", MODULES)

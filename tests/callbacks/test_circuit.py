@@ -107,7 +107,7 @@ def test_probes_on_every_builtin_modular_model(tmp_path, name):
     module = PhaseModule(dm.task, model=name, lr=1e-2, model_kwargs=kw,
                          loss="mse" if name == "quadratic_mlp" else "cross_entropy")
     cc = CircuitCheckpoint([FourierProbe(threshold=0.5), AblationProbe(threshold=0.0),
-                            AttentionProbe()], cadence="every:3", on_error="raise")
+                            AttentionProbe()], cadence="every:3", on_error="raise", optional=True)
     trainer = make_trainer(tmp_path, [cc], max_steps=6, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
     assert hook_count(module) == 0
@@ -135,8 +135,10 @@ def test_probes_on_every_builtin_modular_model(tmp_path, name):
         assert ent.shape[1:] == (1 if name == "transformer1" else 2, 4)
         assert (ent >= 0).all() and (ent <= math.log(3) + 1e-5).all()  # keys: a, b, "="
         assert "circuit/ablation_importance" in run.array_names()
-    else:  # one component only, no attention: those probes do not apply
+    else:  # one component only, no attention: those probes do not apply, and the meta says why
         assert run.meta["circuit/probes"] == ["fourier"]
+        assert "hook_pattern" in run.meta["circuit/skipped"]["attention"]
+        assert "components()" in run.meta["circuit/skipped"]["ablation"]
 
 
 def test_ablation_importance_equals_direct_mean_ablation():

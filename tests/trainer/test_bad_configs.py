@@ -1,7 +1,8 @@
-"""Bad configs fail at start with a message that names the field."""
+"""Bad configs fail at start with one line that names the field, exit status 2."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "modadd_mlp.yaml"
     (["--model.loss", "hinge"], "model.loss"),
     (["--run.wandb", "sometimes"], "run.wandb"),
 ])
-def test_bad_config_names_the_field(tmp_path: Path, override: list[str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        main(["--config", CONFIG, "--trainer.default_root_dir", str(tmp_path), "--run.wandb", "disabled",
-              "--trainer.max_steps", "1", *override])
+def test_bad_config_names_the_field(tmp_path: Path, override: list[str], message: str, capsys) -> None:
+    assert main(["--config", CONFIG, "--trainer.default_root_dir", str(tmp_path), "--run.wandb", "disabled",
+                 "--trainer.max_steps", "1", *override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
     assert not list(tmp_path.glob("*/trace.sqlite")), "a failed start must not leave a run behind"

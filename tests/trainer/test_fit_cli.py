@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from phasewatch.analysis import load_run
-from wandb_records import history_rows, metric_definitions, offline_run_file
+from wandb_records import config_items, history_rows, metric_definitions, offline_run_file
 
 REPO = Path(__file__).resolve().parents[2]
 PHASEWATCH = [sys.executable, "-m", "phasewatch.analysis.cli"]
@@ -75,3 +75,12 @@ def test_wandb_offline_run_has_the_same_curves(grokked_run: Path) -> None:
     steps, val_acc = load_run(grokked_run).series("val/acc")
     assert [r["trainer/global_step"] for r in rows] == steps.tolist()
     np.testing.assert_allclose([r["val/acc"] for r in rows], val_acc, rtol=1e-6)
+
+
+def test_wandb_config_holds_the_whole_resolved_config(grokked_run: Path) -> None:
+    import yaml
+    config = {k: v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v
+              for k, v in config_items(offline_run_file(grokked_run)).items()}
+    saved = yaml.safe_load((grokked_run / "config.yaml").read_text())
+    assert config["trainer"]["max_steps"] == saved["trainer"]["max_steps"] == 4000
+    assert config["run"] == saved["run"] and config["run"]["name"] == "modadd_mlp"

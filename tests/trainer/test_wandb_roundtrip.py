@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from phasewatch.analysis import load_run
-from wandb_records import offline_run_file, read_records
+from wandb_records import offline_run_file, read_records, record_items
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "phasewatch.analysis.cli"]
@@ -34,12 +34,7 @@ def clean_env(**extra) -> dict:
 
 def summary(path: Path) -> dict:
     """Final value of every summary key (later summary records override earlier ones)."""
-    out = {}
-    for r in read_records(path):
-        if r.WhichOneof("record_type") == "summary":
-            for item in r.summary.update:
-                out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return out
+    return record_items(path, "summary")
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,21 @@ def history_rows(path: Path) -> list[dict]:
     return rows
 
 
+def record_items(path: Path, kind: str) -> dict:
+    """Final value of every key of the ``config`` or ``summary`` records (later ones win)."""
+    found = {}
+    for record in read_records(path):
+        if record.WhichOneof("record_type") == kind:
+            for item in getattr(record, kind).update:
+                found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return found
+
+
+def config_items(path: Path) -> dict:
+    """The run config as recorded."""
+    return record_items(path, "config")
+
+
 def metric_definitions(path: Path) -> dict[str, str]:
     """``define_metric`` glob/name -> step metric."""
     found = {}
