@@ -27,7 +27,7 @@ def positive(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
     return value
 
 
@@ -35,7 +35,7 @@ def fraction(text: str) -> float:
     """argparse type: a number in (0, 1]."""
     value = positive(text)
     if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
 
 

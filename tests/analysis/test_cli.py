@@ -128,4 +128,4 @@ def test_broken_pipe_exits_quietly(make_run_dir, tmp_path):
     proc = subprocess.run(f"{sys.executable} -m phasewatch.analysis.cli analyze {many} --json "
                           f"--out {tmp_path / 'o'} | head -c 10", shell=True, capture_output=True,
                           text=True, timeout=600)
-    assert proc.stdout == '{\n "schema' and proc.stderr == "", proc.stderr
+    assert proc.stdout == '{"schema_v' and proc.stderr == "", proc.stderr  # JSON Lines
