@@ -7,6 +7,7 @@ Example:
     $ phasewatch analyze runs/latest --threshold 0.95
     $ phasewatch report runs/a runs/b --out cmp/
     $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
+    $ phasewatch predict runs/latest --horizon 400 [--json]
     $ phasewatch watch runs/ [--once] [--interval 2]
     $ phasewatch analyze --wandb ENTITY/PROJECT/RUN_ID     # exit 2 without credentials
 """
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                    help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
     i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
+    from .predict_cli import add_parser as add_predict
+    add_predict(sub)
     return ap
 
 
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
+    if args.command == "predict":
+        from .predict_cli import run as predict_main
+        return predict_main(args)
     handler = {"analyze": _cmd_analyze, "report": _cmd_report, "watch": _cmd_watch,
                "import": _cmd_import}[args.command]
     try:
