@@ -24,7 +24,8 @@ fell less than ``min_drop`` decades -> no (confusion); otherwise generalizes iff
 ``(feature, op, threshold)`` of ``conditions`` holds. These conditions and ``gen_ratio``
 were chosen on the tuning conditions only (``scripts/eval_predictor.py --tune``).
 When: ``t_gen ~= gen_ratio * t_ref``, with ``t_ref`` the val-loss peak when the window shows
-one, else the memorization step; already generalized -> that step.
+the val loss >= ``PEAK_FALL`` decades below a peak, else the horizon (a lower bound); already
+generalized -> that step.
 
 Example:
     >>> import numpy as np
@@ -47,9 +48,11 @@ import numpy as np
 from .events import threshold_event
 from .signals import clean, running_median
 
-__all__ = ["EarlyRule", "Prediction", "early_features", "predict_early", "FEATURES", "MIN_HORIZON"]
+__all__ = ["EarlyRule", "Prediction", "early_features", "predict_early", "reference_step", "FEATURES",
+           "MIN_HORIZON"]
 
 MIN_HORIZON = 60
+PEAK_FALL = 0.01          # decades below its peak before the val loss counts as having peaked
 FEATURES = ("train_acc", "val_acc", "val_slope", "loss_drop", "loss_slope", "osc", "val_loss_fall",
             "val_loss_slope", "norm_ratio", "norm_slope", "norm_from_peak", "n_key_freqs",
             "excluded_ratio", "restricted_fall")
@@ -64,6 +67,7 @@ class EarlyRule:
     val_done: float = 0.5
     min_drop: float = 0.3
     gen_ratio: float = 5.0
+    tuned_horizon: int = 800
 
     def __post_init__(self):
         for c in self.conditions:
@@ -76,12 +80,13 @@ class EarlyRule:
     def describe(self) -> str:
         conds = " and ".join(f"{f} {op} {t:g}" for f, op, t in self.conditions) or "always"
         return (f"val_acc >= {self.val_done:g} -> yes; train loss fell < {self.min_drop:g} decades "
-                f"-> no; else yes iff {conds}; t_gen = {self.gen_ratio:g} x (val-loss peak, "
-                f"else memorization step)")
+                f"-> no; else yes iff {conds}; t_gen = {self.gen_ratio:g} x val-loss peak step "
+                f"(tuned at horizon {self.tuned_horizon})")
 
     def to_dict(self) -> dict:
         return {"conditions": [list(c) for c in self.conditions], "val_done": self.val_done,
-                "min_drop": self.min_drop, "gen_ratio": self.gen_ratio, "text": self.describe()}
+                "min_drop": self.min_drop, "gen_ratio": self.gen_ratio,
+                "tuned_horizon": self.tuned_horizon, "text": self.describe()}
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,11 @@ class Prediction:
 
 
 def _cut(trace, name, horizon):
-    if name not in trace.names():
+    """``(steps, values)`` of ``name`` (or its common alias, e.g. ``val_acc``) up to ``horizon``."""
+    from .analyzer import ALIASES
+    have = trace.names()
+    name = next((n for n in (name, *ALIASES.get(name, ())) if n in have), None)
+    if name is None:
         return None
     s, v, _ = clean(*trace.series(name))
     keep = s <= horizon
@@ -179,14 +188,23 @@ def early_features(trace, horizon: int = 400, threshold: float = 0.99) -> dict:
             **_loss_features(trace, horizon), **_norm_circuit_features(trace, horizon)}
 
 
+def reference_step(f: dict, horizon: int) -> tuple[int, bool]:
+    """The clock of the timing estimate: ``(step of the val-loss peak, True)`` when the window
+    shows the val loss coming down from a peak, else ``(horizon, False)`` (the peak, if any,
+    is still ahead: the estimate is then a lower bound)."""
+    peak = f.get("t_val_peak")
+    if peak is not None and peak < horizon and (f.get("val_loss_fall") or 0.0) >= PEAK_FALL:
+        return int(peak), True
+    return int(horizon), False
+
+
 def _when(f: dict, rule: EarlyRule, horizon: int) -> tuple[int, str]:
     if f.get("t_gen_seen") is not None:
         return f["t_gen_seen"], "already generalized"
-    peak = f.get("t_val_peak")
-    if peak is not None and (f.get("val_loss_fall") or 0) > 0 and peak < horizon:
-        return int(round(rule.gen_ratio * peak, -1)), f"{rule.gen_ratio:g} x val-loss peak {peak}"
-    ref = f.get("t_mem") or horizon
-    return int(round(rule.gen_ratio * ref, -1)), f"{rule.gen_ratio:g} x memorization step {ref}"
+    ref, seen = reference_step(f, horizon)
+    t = int(round(rule.gen_ratio * ref, -1))
+    return t, (f"{rule.gen_ratio:g} x val-loss peak {ref}" if seen else
+               f"no val-loss peak yet: at least {rule.gen_ratio:g} x horizon {ref}")
 
 
 def predict_early(trace, horizon: int = 400, rule: EarlyRule = EarlyRule(),

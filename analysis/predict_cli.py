@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
                                        "generalizes (val acc >= 0.99)")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--horizon", type=int, required=True, metavar="N",
-                   help=f"steps the predictor may see (>= {MIN_HORIZON}; the rule was tuned at 400)")
+                   help=f"steps the predictor may see (>= {MIN_HORIZON}; the shipped rule was tuned at "
+                        f"{EarlyRule().tuned_horizon})")
     p.add_argument("--json", action="store_true", help="one JSON object per run (JSON Lines)")
 
 
@@ -55,8 +56,10 @@ def predict_run(path: str, horizon: int, rule: EarlyRule = EarlyRule()) -> dict:
             raise UsageError(f"{path}: the trace reaches step {last} only; use --horizon <= {last} "
                              "or wait for the run")
         p = predict_early(trace, horizon, rule)
+    note = None if horizon == rule.tuned_horizon else (
+        f"the rule was tuned at horizon {rule.tuned_horizon}; its thresholds are untested at {horizon}")
     return {"run": str(path), "horizon": horizon, "generalizes": p.generalizes, "t_gen": p.t_gen,
-            "reason": p.reason, "rule": rule.to_dict(), "features": p.features}
+            "reason": p.reason, "note": note, "rule": rule.to_dict(), "features": p.features}
 
 
 def _text(d: dict) -> str:
@@ -64,9 +67,9 @@ def _text(d: dict) -> str:
                False: "does not generalize", None: "cannot tell"}[d["generalizes"]]
     feats = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                       for k, v in d["features"].items() if v is not None and k != "horizon")
-    return "\n".join([f"{d['run']}: {verdict} (from the first {d['horizon']} steps)",
-                      f"  why: {d['reason']}", f"  rule: {d['rule']['text']}",
-                      f"  features: {feats}"])
+    lines = [f"{d['run']}: {verdict} (from the first {d['horizon']} steps)",
+             f"  why: {d['reason']}", f"  rule: {d['rule']['text']}", f"  features: {feats}"]
+    return "\n".join(lines + ([f"  note: {d['note']}"] if d["note"] else []))
 
 
 def run(args) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .memtrace import MemoryTrace
-from .predict import FEATURES, EarlyRule, early_features, predict_early
+from .predict import FEATURES, EarlyRule, early_features, predict_early, reference_step
 
 __all__ = ["wilson", "load_long_csv", "truth", "wd_baseline", "tune_rule", "score_rows",
            "format_score_table"]
@@ -86,19 +86,19 @@ def _candidates(rows: list[dict], base: EarlyRule):
 
 def tune_rule(rows: list[dict], base: EarlyRule = EarlyRule()) -> EarlyRule:
     """Choose one condition (the best tuning accuracy, then the widest gap between the tuning
-    values it separates) and ``gen_ratio`` (median ``t_gen / t_ref`` of the tuning runs that
-    generalized after the horizon). ``rows``: ``{"features", "horizon", "t_gen"}`` per run."""
+    values it separates) and ``gen_ratio`` (median ``t_gen / t_val_peak`` of the tuning runs
+    that generalized after the horizon and show the peak). ``rows``: ``{"features", "horizon",
+    "t_gen"}`` per run, all at one horizon."""
     best = None
     for cond, margin in _candidates(rows, base):
         key = (_accuracy(replace(base, conditions=(cond,)), rows), margin)
         if best is None or key > best[0]:
             best = (key, cond)
     rule = base if best is None else replace(base, conditions=(best[1],))
-    ratios = []
-    for r in rows:
-        p = predict_early(None, r["horizon"], replace(rule, gen_ratio=1.0), features=r["features"])
-        if r["t_gen"] and r["t_gen"] > r["horizon"] and p.t_gen:
-            ratios.append(r["t_gen"] / p.t_gen)       # p.t_gen is t_ref with gen_ratio 1
+    ratios = [r["t_gen"] / ref for r in rows
+              for ref, seen in [reference_step(r["features"], r["horizon"])]
+              if seen and r["t_gen"] and r["t_gen"] > r["horizon"]]
+    rule = replace(rule, tuned_horizon=int(rows[0]["horizon"])) if rows else rule
     return replace(rule, gen_ratio=round(max(float(np.median(ratios)), 1.0), 2)) if ratios else rule
 
 

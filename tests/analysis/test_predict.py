@@ -75,6 +75,13 @@ def test_timing_is_gen_ratio_times_the_val_loss_peak():
     assert p.t_gen == truth(synthetic("grok"), 4000)
 
 
+def test_lightning_style_names_are_resolved():
+    t = synthetic("grok")
+    renamed = MemoryTrace({{"train/acc": "train_acc", "val/acc": "val_acc", "train/loss": "train_loss",
+                            "val/loss": "val_loss"}.get(n, n): t.series(n) for n in t.names()})
+    assert early_features(renamed, 800) == early_features(t, 800)
+
+
 def test_missing_feature_says_cannot_tell():
     t = synthetic("grok")
     bare = MemoryTrace({n: t.series(n) for n in ("train/acc", "val/acc", "train/loss")})
