@@ -21,8 +21,9 @@ missing is None:
 
 Rule (``predict_early``): val accuracy already >= ``val_done`` -> generalizes; the train loss
 fell less than ``min_drop`` decades -> no (confusion); otherwise generalizes iff every
-``(feature, op, threshold)`` of ``conditions`` holds. These conditions and ``gen_ratio``
-were chosen on the tuning conditions only (``scripts/eval_predictor.py --tune``).
+``(feature, op, threshold)`` of ``conditions`` holds. ``TUNED`` holds the shipped rules,
+one per horizon, their conditions and ``gen_ratio`` chosen on the tuning conditions only
+(``scripts/eval_predictor.py --tune``); ``rule_for(horizon)`` picks the nearest.
 When: ``t_gen ~= gen_ratio * t_ref``, with ``t_ref`` the val-loss peak when the window shows
 the val loss >= ``PEAK_FALL`` decades below a peak, else the horizon (a lower bound); already
 generalized -> that step.
@@ -36,7 +37,7 @@ Example:
     ...                  "val/loss": (s, 4 + 8 * np.exp(-((s - 400) / 200) ** 2))})
     >>> p = predict_early(t, horizon=800, rule=EarlyRule(conditions=(("val_loss_fall", ">=", 0.05),)))
     >>> p.generalizes, p.features["t_val_peak"]
-    (True, 400)
+    (True, 380)
 """
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ import numpy as np
 from .events import threshold_event
 from .signals import clean, running_median
 
-__all__ = ["EarlyRule", "Prediction", "early_features", "predict_early", "reference_step", "FEATURES",
-           "MIN_HORIZON"]
+__all__ = ["EarlyRule", "Prediction", "early_features", "predict_early", "reference_step", "rule_for",
+           "TUNED", "FEATURES", "MIN_HORIZON"]
 
 MIN_HORIZON = 60
 PEAK_FALL = 0.01          # decades below its peak before the val loss counts as having peaked
@@ -61,9 +62,10 @@ _OPS = {">=": operator.ge, "<=": operator.le}
 
 @dataclass(frozen=True)
 class EarlyRule:
-    """Gates and tuned conditions of the early rule (module docstring; tuned values as defaults)."""
+    """Gates and tuned conditions of the early rule (module docstring); ``TUNED`` holds the
+    shipped ones."""
 
-    conditions: tuple = (("val_loss_fall", ">=", 0.05),)
+    conditions: tuple = ()
     val_done: float = 0.5
     min_drop: float = 0.3
     gen_ratio: float = 5.0
@@ -207,9 +209,22 @@ def _when(f: dict, rule: EarlyRule, horizon: int) -> tuple[int, str]:
                f"no val-loss peak yet: at least {rule.gen_ratio:g} x horizon {ref}")
 
 
-def predict_early(trace, horizon: int = 400, rule: EarlyRule = EarlyRule(),
+# The shipped rules, one per tuning horizon, each chosen on the tuning conditions only
+# (``scripts/eval_predictor.py --tune --horizon H``); see docs/science.md#early-prediction.
+TUNED = (EarlyRule(conditions=(("osc", "<=", 0.0441),), gen_ratio=10.9, tuned_horizon=400),
+         EarlyRule(conditions=(("val_loss_slope", "<=", 0.266),), gen_ratio=10.55, tuned_horizon=800))
+
+
+def rule_for(horizon: int) -> EarlyRule:
+    """The shipped rule tuned at the horizon nearest to ``horizon`` (ties: the shorter)."""
+    return min(TUNED, key=lambda r: (abs(r.tuned_horizon - horizon), r.tuned_horizon))
+
+
+def predict_early(trace, horizon: int = 400, rule: EarlyRule | None = None,
                   features: dict | None = None) -> Prediction:
-    """Apply ``rule`` to the first ``horizon`` steps of ``trace`` (or to ready ``features``)."""
+    """Apply ``rule`` (default: ``rule_for(horizon)``) to the first ``horizon`` steps of
+    ``trace`` (or to ready ``features``)."""
+    rule = rule_for(horizon) if rule is None else rule
     f = features if features is not None else early_features(trace, horizon)
     va, tr, drop = f.get("val_acc"), f.get("train_acc"), f.get("loss_drop")
     if va is not None and va >= rule.val_done:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .predict import MIN_HORIZON, EarlyRule, predict_early
+from .predict import MIN_HORIZON, TUNED, EarlyRule, predict_early, rule_for
 
 __all__ = ["add_parser", "run"]
 
@@ -31,13 +31,14 @@ def add_parser(sub) -> None:
                                        "generalizes (val acc >= 0.99)")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--horizon", type=int, required=True, metavar="N",
-                   help=f"steps the predictor may see (>= {MIN_HORIZON}; the shipped rule was tuned at "
-                        f"{EarlyRule().tuned_horizon})")
+                   help=f"steps the predictor may see (>= {MIN_HORIZON}; the shipped rules were tuned "
+                        f"at {', '.join(str(r.tuned_horizon) for r in TUNED)})")
     p.add_argument("--json", action="store_true", help="one JSON object per run (JSON Lines)")
 
 
-def predict_run(path: str, horizon: int, rule: EarlyRule = EarlyRule()) -> dict:
-    """The prediction for run directory ``path`` as a JSON-ready dict; UsageError on bad input."""
+def predict_run(path: str, horizon: int, rule: EarlyRule | None = None) -> dict:
+    """The prediction for run directory ``path`` as a JSON-ready dict; UsageError on bad input.
+    ``rule`` defaults to the shipped rule tuned nearest to ``horizon``."""
     from .store import TraceStoreError
     from .store_read import load_run
     if horizon < MIN_HORIZON:
@@ -55,6 +56,7 @@ def predict_run(path: str, horizon: int, rule: EarlyRule = EarlyRule()) -> dict:
         if last < horizon:
             raise UsageError(f"{path}: the trace reaches step {last} only; use --horizon <= {last} "
                              "or wait for the run")
+        rule = rule_for(horizon) if rule is None else rule
         p = predict_early(trace, horizon, rule)
     note = None if horizon == rule.tuned_horizon else (
         f"the rule was tuned at horizon {rule.tuned_horizon}; its thresholds are untested at {horizon}")

@@ -84,7 +84,7 @@ def _candidates(rows: list[dict], base: EarlyRule):
                 yield (name, op, thr), (hi - lo) / scale
 
 
-def tune_rule(rows: list[dict], base: EarlyRule = EarlyRule()) -> EarlyRule:
+def tune_rule(rows: list[dict], base: EarlyRule = EarlyRule(conditions=())) -> EarlyRule:
     """Choose one condition (the best tuning accuracy, then the widest gap between the tuning
     values it separates) and ``gen_ratio`` (median ``t_gen / t_val_peak`` of the tuning runs
     that generalized after the horizon and show the peak). ``rows``: ``{"features", "horizon",

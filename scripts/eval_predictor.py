@@ -181,17 +181,18 @@ def main(argv=None) -> int:
     ap.add_argument("--via-fit", action="store_true",
                     help="train through `phasewatch fit` (Lightning, default callbacks) instead of "
                          "the plain loop; same trace, ~8x the CPU, plus the probe series")
-    ap.add_argument("--horizon", type=int, default=800, help="steps the predictor may see")
+    ap.add_argument("--horizon", type=int, default=800,
+                    help="steps the predictor may see (shipped rules: 400 and 800)")
     ap.add_argument("--tune", action="store_true", help="refit the rule on the tuning set, print it")
     args = ap.parse_args(argv)
     if args.regenerate:
         regenerate(args.root, args.jobs, args.via_fit)
-    from phasewatch.analysis.predict import EarlyRule
+    from phasewatch.analysis.predict import rule_for
     from phasewatch.analysis.predict_eval import condition_rows, format_score_table, score_rows, tune_rule
     doc = load_conditions()
     tuning = condition_rows(doc, "tuning", DATA, args.horizon)
     test = condition_rows(doc, "test", DATA, args.horizon)
-    rule = tune_rule(tuning) if args.tune else EarlyRule()
+    rule = tune_rule(tuning) if args.tune else rule_for(args.horizon)
     print(f"rule ({'tuned now' if args.tune else 'the shipped defaults'}): {rule.describe()}\n"
           f"as code: EarlyRule(conditions={rule.conditions!r}, gen_ratio={rule.gen_ratio!r})\n")
     majority = sum(r["t_gen"] is not None for r in tuning) * 2 >= len(tuning)

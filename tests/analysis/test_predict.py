@@ -97,6 +97,13 @@ def test_bad_rule(kwargs, bad):
         EarlyRule(**kwargs)
 
 
+def test_rule_for_picks_the_nearest_tuned_horizon():
+    from phasewatch.analysis.predict import TUNED, rule_for
+    horizons = sorted(r.tuned_horizon for r in TUNED)
+    assert [rule_for(h).tuned_horizon for h in horizons] == horizons
+    assert rule_for(10 ** 6).tuned_horizon == horizons[-1] and rule_for(60).tuned_horizon == horizons[0]
+
+
 def test_bad_horizon():
     with pytest.raises(ValueError, match="horizon"):
         early_features(synthetic("grok"), 10)
@@ -169,6 +176,7 @@ def test_cli_json_lines(stored_run, capsys):
     p = predict_early(load_long_csv(DATA / "A.csv.gz"), 600)
     assert d["generalizes"] == p.generalizes and d["t_gen"] == p.t_gen and d["horizon"] == 600
     assert d["features"]["t_mem"] == p.features["t_mem"] and d["rule"]["conditions"]
+    assert d["note"] and "tuned at horizon" in d["note"]        # 600 is not a tuned horizon
 
 
 @pytest.mark.parametrize("args, says", [(["{run}", "--horizon", "30"], "--horizon 30"),
@@ -193,3 +201,11 @@ def test_tuning_and_test_conditions_are_disjoint():
     assert len(test) >= 20
     for label in [*tuning, *test]:
         assert (DATA / f"{label}.csv.gz").exists(), label
+
+
+@pytest.mark.parametrize("module", ["predict", "predict_eval"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+    mod = importlib.import_module(f"phasewatch.analysis.{module}")
+    assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0
