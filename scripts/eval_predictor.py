@@ -196,6 +196,9 @@ def main(argv=None) -> int:
     print(f"rule ({'tuned now' if args.tune else 'the shipped defaults'}): {rule.describe()}\n"
           f"as code: EarlyRule(conditions={rule.conditions!r}, gen_ratio={rule.gen_ratio!r})\n")
     majority = sum(r["t_gen"] is not None for r in tuning) * 2 >= len(tuning)
+    missing = [lab for part in ("tuning", "test") for lab in doc[part] if not (DATA / f"{lab}.csv.gz").exists()]
+    if missing:
+        print(f"not stored (not scored; --regenerate trains them): {', '.join(missing)}\n")
     for name, rows in (("TUNING (in-sample, for reference)", tuning), ("TEST (held-out conditions)", test)):
         summary = score_rows(rows, rule, majority)
         print(format_score_table(rows, summary, f"{name}: horizon {args.horizon}, budget "
