@@ -7,6 +7,7 @@ Example:
     $ phasewatch analyze runs/latest --threshold 0.95
     $ phasewatch report runs/a runs/b --out cmp/
     $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
+    $ phasewatch predict runs/latest --horizon 400 [--json]
     $ phasewatch watch runs/ [--once] [--interval 2]
     $ phasewatch analyze --wandb ENTITY/PROJECT/RUN_ID     # exit 2 without credentials
     $ phasewatch probe runs/latest --key-freqs 14,35,41   # recompute Nanda's losses (torch)
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="phasewatch",
                        description="Track training dynamics; find memorization and grokking.")
     ap.add_argument("--version", action="version", version=f"phasewatch {_version()}")
-    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe}")
+    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe,predict}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
     a.add_argument("runs", nargs="*", help="run directories")
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="key frequencies (integers 1..(p-1)/2); default: the last snapshot's")
     pr.add_argument("--json", action="store_true", help="print the result as JSON")
     pr.add_argument("--no-write", action="store_true", help="print only; leave the run unchanged")
+    from .predict_cli import add_parser as add_predict
+    add_predict(sub)
     return ap
 
 
@@ -229,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
+    if args.command == "predict":
+        from .predict_cli import run as predict_main
+        return predict_main(args)
     handler = {"analyze": _cmd_analyze, "report": _cmd_report, "watch": _cmd_watch,
                "import": _cmd_import, "probe": _cmd_probe}[args.command]
     try:
