@@ -12,6 +12,7 @@ from .defaults import DEFAULT_CADENCES, default_callbacks, tracking_enabled
 from .examples import ExampleTracker
 from .fourier import FourierProbe
 from .gradients import GradientMonitor
+from .induction import InductionProbe, RepeatSet
 from .phase_monitor import PhaseMonitor, dense_requested
 from .probes import AblationProbe, AttentionProbe
 from .snapshots import WeightSnapshot, list_snapshots, load_snapshot
@@ -25,3 +26,4 @@ __all__ = [
     "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
     "tracking_enabled",
 ]
+__all__ += ["InductionProbe", "RepeatSet"]
