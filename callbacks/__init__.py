@@ -13,6 +13,7 @@ from .examples import ExampleTracker
 from .fourier import FourierProbe
 from .gradients import GradientMonitor
 from .induction import InductionProbe, RepeatSet
+from .llc import LLCProbe, estimate_llc
 from .phase_monitor import PhaseMonitor, dense_requested
 from .probes import AblationProbe, AttentionProbe
 from .snapshots import WeightSnapshot, list_snapshots, load_snapshot
@@ -26,4 +27,4 @@ __all__ = [
     "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
     "tracking_enabled",
 ]
-__all__ += ["InductionProbe", "RepeatSet"]
+__all__ += ["InductionProbe", "LLCProbe", "RepeatSet", "estimate_llc"]

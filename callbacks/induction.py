@@ -12,8 +12,9 @@ Elhage et al. 2021). On sequences where a segment starting at ``src`` reappears 
   pure copier (Elhage et al.'s ``sum l / sum |l|`` is ``2 share - 1`` for real eigenvalues);
 - repeat loss: mean next-token loss on the predictable repeated tokens (targets dst+1 ..
   dst+segment-1); non-repeat loss: on every other target;
-- ICL score: loss at position round(500/512 T) minus loss at round(50/512 T) (Olsson's
-  "token 500 minus token 50", scaled to the T input positions); negative = in-context learning.
+- ICL score: loss at position round(500/511 (T-1)) minus loss at round(50/511 (T-1)) (Olsson's
+  "token 500 minus token 50" of a 512-token context, scaled to the T input positions 0..T-1);
+  negative = in-context learning.
 
 Minimal interface for a user's model: ``forward(x [B, T]) -> logits [B, T, V]`` and modules whose
 name ends in ``hook_pattern`` called with the attention pattern ``[B, heads, T, T]`` at every
@@ -142,14 +143,15 @@ def repeat_mask(src: Tensor, dst: Tensor, segment: int, length: int) -> Tensor:
 
 
 def icl_score(loss_by_position: np.ndarray) -> float:
-    """Loss at round(500/512 T) minus loss at round(50/512 T) (Olsson et al. 2022, scaled).
+    """Loss at position round(500/511 (T-1)) minus at round(50/511 (T-1)) (Olsson et al. 2022:
+    tokens 500 and 50 of 512, scaled to T positions).
 
     Example:
         >>> icl_score(np.linspace(4.0, 1.0, 47))
-        -2.680...
+        -2.608...
     """
-    T = len(loss_by_position)
-    late, early = min(round(500 / 512 * T), T - 1), round(50 / 512 * T)
+    last = len(loss_by_position) - 1
+    late, early = round(500 / 511 * last), round(50 / 511 * last)
     return float(loss_by_position[late] - loss_by_position[early])
 
 
