@@ -11,9 +11,10 @@ docs/science.md#induction-heads-and-in-context-learning:
   interval is those bracketing probes (widened to the raw series' bracketing probes). Reported
   only when the score rises by >= ``min_pm_rise`` and, where the repeat loss was logged, the
   repeat loss falls by >= ``min_loss_drop`` x; the evidence holds both and the plateau before.
-- ``induction_bump``: the non-repeat loss rises above its level before the onset by more than
-  ``min_bump`` nats around the formation (Olsson et al.'s bump); step = its peak, interval =
-  where it stays above half the bump height.
+- ``induction_bump``: the non-repeat loss rises above its level before the onset (median of the
+  last quarter of the probes before it) by more than ``min_bump`` nats and 3 noise sigmas, between
+  the onset and one formation width after its end (Olsson et al.'s bump); step = the highest probe,
+  interval = the probes around it above half the bump height.
 - ``icl_fade`` (a regression event, Singh et al. 2023): after formation the ICL score (late minus
   early position loss, negative = in-context learning) gives back >= ``fade_frac`` of its gain
   and stays there until the end of the trace.
@@ -120,24 +121,28 @@ def _formation(pm, rl, cfg: InductionConfig) -> tuple[list[Event], str | None]:
 
 def _bump(nrl, onset: Event, end: Event, cfg: InductionConfig) -> Event | None:
     s, v = nrl
-    sm = running_median(v, cfg.smooth)
     pre = s < onset.low
-    if pre.sum() < 2:
+    if pre.sum() < 3:
         return None
-    base = float(np.median(sm[pre][-max(2, pre.sum() // 4):]))
-    win = (s >= onset.low) & (s <= end.high + (end.high - onset.low))
-    if not win.any():
+    tail = v[pre][-max(3, pre.sum() // 4):]
+    base = float(np.median(tail))
+    d = np.diff(v[pre])
+    noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2)
+    win = np.flatnonzero((s >= onset.low) & (s <= end.high + (end.high - onset.low)))
+    if win.size == 0:
         return None
-    i = int(np.flatnonzero(win)[np.argmax(sm[win])])
-    rise = float(sm[i] - base)
-    if rise < cfg.min_bump:
+    i = int(win[np.argmax(v[win])])  # raw samples: a median filter would clip a narrow bump
+    rise = float(v[i] - base)
+    if rise < max(cfg.min_bump, 3 * noise):
         return None
-    half = np.flatnonzero(sm >= base + rise / 2)
-    run = half[(half >= np.flatnonzero(win)[0])]
-    groups = np.split(run, np.flatnonzero(np.diff(run) > 1) + 1)
-    span = next((g for g in groups if i in g), np.array([i]))
-    return Event("induction_bump", int(s[i]), int(s[span[0]]), int(s[span[-1]]), NONREPEAT_LOSS,
-                 {"before": base, "peak": float(sm[i]), "rise": rise})
+    above = v >= base + rise / 2
+    a, b = i, i
+    while a > win[0] and above[a - 1]:
+        a -= 1
+    while b < s.size - 1 and above[b + 1]:
+        b += 1
+    return Event("induction_bump", int(s[i]), int(s[a]), int(s[b]), NONREPEAT_LOSS,
+                 {"before": base, "peak": float(v[i]), "rise": rise, "noise": noise})
 
 
 def _fade(icl, onset: Event, cfg: InductionConfig) -> Event | None:

@@ -156,7 +156,8 @@ def run_figures(trace, res, fig_dir, tag="run") -> list[tuple[str, str]]:
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
         ax.set_title("per-example memorization")
         out.append(("memorization", _save(fig, os.path.join(fig_dir, f"{tag}_memorization.png"))))
-    return out
+    from .induction_plot import induction_figure  # only with InductionProbe series
+    return out + induction_figure(trace, res, fig_dir, tag)
 
 
 def _comparison(traces, results, tags, fig_dir, agg):
