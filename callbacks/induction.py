@@ -174,7 +174,7 @@ class InductionProbe:
     [V, V] matrix per head (measured in ``scripts/bench_induction.py``).
     """
 
-    def __init__(self, probe_set: Optional[RepeatSet] = None, max_examples: int = 256,
+    def __init__(self, probe_set: Optional[RepeatSet] = None, max_examples: int = 128,
                  name: str = "induction"):
         if probe_set is not None and not isinstance(probe_set, RepeatSet):
             raise ValueError(f"probe_set must be a RepeatSet, got {type(probe_set).__name__}")
