@@ -147,8 +147,8 @@ def icl_score(loss_by_position: np.ndarray) -> float:
     tokens 500 and 50 of 512, scaled to T positions).
 
     Example:
-        >>> icl_score(np.linspace(4.0, 1.0, 47))
-        -2.608...
+        >>> round(icl_score(np.linspace(4.0, 1.0, 47)), 3)
+        -2.609
     """
     last = len(loss_by_position) - 1
     late, early = round(500 / 511 * last), round(50 / 511 * last)

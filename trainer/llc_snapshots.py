@@ -45,7 +45,7 @@ def load_run_module(run_dir: str | Path) -> PhaseModule:
 def llc_series(run_dir: str | Path, steps: Optional[Sequence[int]] = None, *,
                batch_size: int = 512, n_fresh: int = 2048, seed: int = 0,
                **estimator: Any) -> list[dict]:
-    """``[{step, llc, std, chains, init_loss}]`` at each snapshot (or those in ``steps``).
+    """``[{step, llc, std, chain_values, init_loss, nbeta, settings...}]`` at each snapshot (or those in ``steps``).
 
     ``estimator``: keyword arguments of ``estimate_llc`` (lr, localization, chains, draws ...).
     """
@@ -71,6 +71,6 @@ def llc_series(run_dir: str | Path, steps: Optional[Sequence[int]] = None, *,
         state = {k: torch.from_numpy(v) for k, v in load_snapshot(p).items()}
         module.model.load_state_dict(state)
         est = estimate_llc(module.model, loss, batches, n=len(x), seed=seed, **estimator)
-        rows.append({"step": step, "llc": est.llc, "std": est.std, "chains": list(est.chains),
+        rows.append({"step": step, "llc": est.llc, "std": est.std, "chain_values": list(est.chains),
                      "init_loss": est.init_loss, "nbeta": est.nbeta, **est.settings})
     return rows

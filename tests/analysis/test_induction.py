@@ -92,3 +92,10 @@ def test_analyzer_reports_and_report_draws(tmp_path):
     # a trace without the series: no panel, no event
     plain = MemoryTrace({"train/acc": (np.arange(10), np.linspace(0, 1, 10))})
     assert "induction" not in dict(run_figures(plain, analyze_trace(plain), str(tmp_path), "p"))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import phasewatch.analysis.induction as mod
+    assert doctest.testmod(mod).failed == 0

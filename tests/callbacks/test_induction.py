@@ -2,13 +2,14 @@
 interface of a user's model), on the real attention-only transformer inside a Lightning run."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from phasewatch.callbacks import CircuitCheckpoint, InductionProbe, RepeatSet
+from phasewatch.callbacks import CircuitCheckpoint, InductionProbe, RepeatSet, WeightSnapshot
 from phasewatch.callbacks.circuit import ProbeContext
 from phasewatch.callbacks.induction import copying_scores, icl_score, sample_repeats
 
@@ -139,8 +140,9 @@ def test_probe_in_a_lightning_run_on_the_attention_only_transformer(tmp_path):
     module = PhaseModule(dm.task, model="attn_only", weight_decay=0.01,
                          model_kwargs={"d_model": 16, "n_heads": 2, "n_layers": 2})
     cb = CircuitCheckpoint([InductionProbe()], cadence="every:3", on_error="raise")
+    snaps = WeightSnapshot(cadence="every:6")
     trainer = pl.Trainer(max_steps=6, logger=TraceLogger(str(tmp_path), name="ind"),
-                         callbacks=[cb], enable_progress_bar=False, enable_checkpointing=False,
+                         callbacks=[cb, snaps], enable_progress_bar=False, enable_checkpointing=False,
                          enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, dm)
     trainer.logger.store.flush()
@@ -158,3 +160,26 @@ def test_probe_in_a_lightning_run_on_the_attention_only_transformer(tmp_path):
     assert run.series("circuit/repeat_loss")[1][-1] == pytest.approx(float(rep.mean()), rel=1e-4)
     assert all(not m._forward_hooks for m in model.modules())
     run.close()
+    # the LLC afterwards from the run's snapshots, the run rebuilt from its config.yaml
+    import yaml
+
+    from phasewatch.trainer.llc_snapshots import llc_series
+    cfg = {"data": {"task": "induction", "batch_size": 16, "steps_per_epoch": 6,
+                    "task_kwargs": {"vocab": V, "length": LENGTH, "segment": SEG, "n_eval": 24}},
+           "model": {"model": "attn_only", "weight_decay": 0.01,
+                     "model_kwargs": {"d_model": 16, "n_heads": 2, "n_layers": 2}}}
+    (Path(trainer.logger.log_dir) / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rows = llc_series(trainer.logger.log_dir, n_fresh=64, batch_size=32, chains=2, draws=20)
+    assert [r["step"] for r in rows] == [0, 6] and all(math.isfinite(r["llc"]) for r in rows)
+    x64, y64 = dm.task.sample(64, torch.Generator().manual_seed(0))  # llc_series' fixed dataset
+    with torch.no_grad():
+        assert rows[-1]["init_loss"] == pytest.approx(float(module.loss_fn(model(x64), y64)), rel=1e-4)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import phasewatch.callbacks.induction as probe_mod
+    import phasewatch.trainer.induction as task_mod
+    for mod in (probe_mod, task_mod):
+        assert doctest.testmod(mod).failed == 0

@@ -63,3 +63,10 @@ def test_llc_probe_uses_the_module_loss_and_logs_the_spread():
         LLCProbe(draws=10, burn_in=10)
     with pytest.raises(ValueError, match="lr"):
         estimate_llc(lin, _mse, [(x, y)], n=N, lr=0.0)
+
+
+def test_docstring_example():
+    import doctest
+
+    import phasewatch.callbacks.llc as mod
+    assert doctest.testmod(mod).failed == 0
