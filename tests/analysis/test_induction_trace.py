@@ -33,3 +33,15 @@ def test_one_layer_control_no_formation(tmp_path):
     assert not any(e.name.startswith("induction") for e in res.events)
     assert "induction_heads" not in res.flags
     assert any("no induction heads" in note for note in res.insufficient)
+
+
+def test_two_layer_run_without_formation_in_its_budget_reports_none(tmp_path):
+    # measured: by step 3,500 the 2-layer model had formed no previous-token head (max 0.05) and
+    # no induction head (prefix matching 0.03 -> 0.064); the repeat loss drifted 4.17 -> 3.63.
+    # The detector must not call that drift a formation.
+    res, series = _load(tmp_path, "induction_2layer_seed0.csv")
+    _, pm = series["circuit/prefix_matching_max"]
+    _, rl = series["circuit/repeat_loss"]
+    assert pm.max() < 0.1 and rl[0] / rl[-1] < 3.0
+    assert res.event("induction_formation_midpoint") is None
+    assert "induction_heads" not in res.flags
