@@ -1,7 +1,7 @@
 """Real runs of configs/induction_heads.yaml (2 layers) and its 1-layer control (slow: the 2-layer
 run is minutes of one CPU core). The assertions read the run's own trace: the formation the
 analyzer reports must sit where the probes show the prefix-matching score crossing half its rise.
-The cheap tier-1 counterpart is tests/analysis/test_induction_trace.py (committed traces)."""
+The cheap tier-1 counterparts: tests/analysis/test_induction_trace.py, test_induction_detect.py (committed traces)."""
 
 import glob
 
