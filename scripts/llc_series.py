@@ -39,8 +39,14 @@ def main(argv=None) -> None:
     ap.add_argument("--burn-in", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--n-fresh", type=int, default=2048)
+    ap.add_argument("--replot", action="store_true", help="redraw from <out>.csv, no estimation")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    csv_path = args.out.rsplit(".", 1)[0] + ".csv"
+    if args.replot:
+        with open(csv_path) as f:
+            rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        return plot(rows, args)
     steps, _ = list_snapshots(args.run)
     keep = steps if len(steps) <= args.max_snapshots else \
         [steps[int(i)] for i in np.linspace(0, len(steps) - 1, args.max_snapshots).round()]
@@ -54,10 +60,15 @@ def main(argv=None) -> None:
         rows.append(row)
         print(f"step {step}: llc {row['llc']:.2f} +- {row['std']:.2f} ({row['cpu_s']:.1f} s CPU)",
               flush=True)
-    with open(args.out.rsplit(".", 1)[0] + ".csv", "w", newline="") as f:
+    with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "llc", "std", "init_loss", "cpu_s"])
         w.writerows([[r["step"], r["llc"], r["std"], r["init_loss"], r["cpu_s"]] for r in rows])
+    plot(rows, args)
+
+
+def plot(rows: list[dict], args) -> None:
+    """LLC +- sd against the step, a reference series and the run's events."""
     res = analyze_run(args.run)
     trace = load_run(args.run)
     import matplotlib
@@ -69,7 +80,7 @@ def main(argv=None) -> None:
                 capsize=3, color="black", label="LLC (+- sd over chains)")
     ax.set_xlabel("step")
     ax.set_ylabel("local learning coefficient")
-    ref = next((n for n in ("val/acc", "circuit/repeat_loss") if n in trace.names()), None)
+    ref = next((n for n in ("circuit/repeat_loss", "val/acc") if n in trace.names()), None)
     if ref:
         rx = ax.twinx()
         rs, rv = trace.series(ref)
