@@ -279,6 +279,10 @@ def analyze_trace(trace, config: AnalysisConfig = AnalysisConfig(), run: str | N
             flags.append("slingshot")
             events.extend(spikes)
 
+    from .induction import induction_events  # induction heads / ICL (only with those series)
+    ind_events, ind_flags, ind_notes = induction_events(trace)
+    events, flags, insufficient = events + ind_events, flags + ind_flags, insufficient + ind_notes
+
     phases: dict = {}
     if config.phases:
         from .phases import nanda_phases_from_trace

@@ -47,7 +47,9 @@ def run_figures(trace, res, fig_dir, tag="run", config: AnalysisConfig = Analysi
     xlim = xlim or step_range(trace)
     out = [("curves", _save(plot_run(trace, result=res, config=config, xlim=xlim, title=tag),
                             os.path.join(fig_dir, f"{tag}_curves.png"), svg))]
-    for title, fn in (("progress", plot_progress), ("memorization", plot_memorization)):
+    from .induction_plot import plot_induction
+    for title, fn in (("progress", plot_progress), ("memorization", plot_memorization),
+                      ("induction", plot_induction)):
         fig = fn(trace, result=res, config=config, xlim=xlim)
         if fig is not None:
             out.append((title, _save(fig, os.path.join(fig_dir, f"{tag}_{title}.png"), svg)))

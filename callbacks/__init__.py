@@ -13,6 +13,8 @@ from .defaults import DEFAULT_CADENCES, default_callbacks, tracking_enabled
 from .examples import ExampleTracker
 from .fourier import FourierProbe
 from .gradients import GradientMonitor
+from .induction import InductionProbe, RepeatSet
+from .llc import LLCProbe, estimate_llc
 from .phase_monitor import PhaseMonitor, dense_requested
 from .probes import AblationProbe, AttentionProbe
 from .tl_adapter import TransformerLensAdapter
@@ -27,3 +29,4 @@ __all__ = [
     "find_trace_logger", "list_snapshots", "load_snapshot", "log_array", "log_scalars",
     "tracking_enabled",
 ]
+__all__ += ["InductionProbe", "LLCProbe", "RepeatSet", "estimate_llc"]

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytorch_lightning as pl
 import torch
 
+from .induction import FreshBatches, InductionTask, build_induction_task
 from .tasks import TaskData, build_task
 
 
@@ -97,7 +98,8 @@ class TaskDataModule(pl.LightningDataModule):
         batch_size: ``None`` for full batch (the canonical setting), else minibatch size.
         steps_per_epoch: optimizer steps per Lightning epoch.
         task_kwargs: further arguments of ``build_task`` (``corrupt``, ``random_labels``,
-            ``n_bits``, ``k``, ``n_pairs`` ...).
+            ``n_bits``, ``k``, ``n_pairs`` ...); for ``"induction"`` those of
+            ``build_induction_task`` (``vocab``, ``length``, ``segment``, ``n_eval``).
     """
 
     def __init__(self, task: str = "x+y", p: int = 97, frac: float = 0.5, seed: int = 0,
@@ -109,12 +111,20 @@ class TaskDataModule(pl.LightningDataModule):
         if steps_per_epoch < 1:
             raise ValueError(f"data.steps_per_epoch must be >= 1, got {steps_per_epoch}")
         self.save_hyperparameters()
-        self.task: TaskData = build_task(task, p=p, frac=frac, seed=seed, **(task_kwargs or {}))
+        if task == "induction":  # fresh random sequences every step (trainer/induction.py)
+            if batch_size is None:
+                raise ValueError("data.batch_size must be set for task 'induction' (fresh batches)")
+            self.task: TaskData = build_induction_task(seed=seed, **(task_kwargs or {}))
+        else:
+            self.task = build_task(task, p=p, frac=frac, seed=seed, **(task_kwargs or {}))
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
 
-    def train_dataloader(self) -> TensorBatches:
+    def train_dataloader(self) -> "TensorBatches | FreshBatches":
+        if isinstance(self.task, InductionTask):
+            return FreshBatches(self.task, self.batch_size, self.steps_per_epoch, self.seed,
+                                position=self._batches_trained)
         return TensorBatches(self.task.train_x, self.task.train_y, self.batch_size,
                              self.steps_per_epoch, self.seed, position=self._batches_trained)
 

@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .induction import AttnOnlyTransformer
 from .tasks import TaskData
 from .transformer import Transformer1, Transformer2
 
@@ -155,7 +156,8 @@ class TokenMLP(nn.Module):
 
 
 _CLASSES = {"embedding_mlp": EmbeddingMLP, "quadratic_mlp": QuadraticMLP,
-            "transformer1": Transformer1, "transformer2": Transformer2, "mlp": TokenMLP}
+            "transformer1": Transformer1, "transformer2": Transformer2, "mlp": TokenMLP,
+            "attn_only": AttnOnlyTransformer}
 MODEL_NAMES: tuple[str, ...] = tuple(_CLASSES)
 _SINGLE_OUTPUT = ("embedding_mlp", "quadratic_mlp", "transformer1", "transformer2")
 
