@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from phasewatch.callbacks.defaults import default_callbacks
 from phasewatch.callbacks.phase_monitor import PhaseMonitor
@@ -28,6 +30,7 @@ from phasewatch.callbacks.trace_logger import TraceLogger, split_run_id
 
 from .data import TaskDataModule
 from .module import PhaseModule
+from .threads import resolve_threads
 from .wandb_logger import build_wandb_logger, resolve_mode
 
 
@@ -46,6 +49,9 @@ class RunOptions:
         resume: an existing run directory to continue from its last checkpoint.
         stop_after_generalization: stop this many steps after validation accuracy has
             reached 0.99 and stayed there (``PhaseMonitor``); ``None`` trains to ``max_steps``.
+        threads: torch threads; ``None`` chooses from the model size and the free cores
+            (``phasewatch.trainer.threads``; env ``PHASEWATCH_THREADS`` also overrides).
+        wandb_group: W&B group of the run (a sweep sets it to the sweep's name).
     """
 
     name: str = "run"
@@ -55,6 +61,8 @@ class RunOptions:
     checkpoint_every: int = 500
     resume: Optional[str] = None
     stop_after_generalization: Optional[int] = None
+    threads: Optional[int] = None
+    wandb_group: Optional[str] = None
 
 
 class PhaseCLI(LightningCLI):
@@ -70,6 +78,8 @@ class PhaseCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         run = self.config[self.subcommand].run
         resolve_mode(run.wandb)  # fail at start on a bad value, naming the field
+        if run.threads is not None and run.threads < 1:
+            raise ValueError(f"run.threads must be >= 1 or null (auto), got {run.threads}")
         if run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every must be >= 1, got {run.checkpoint_every}")
         if run.resume:
@@ -87,6 +97,7 @@ class PhaseCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
         run, trainer_cfg = config.run, config.trainer
+        self._set_threads(run.threads)
         if run.resume:
             run_dir = Path(run.resume)
             name, version = split_run_id(run_dir.name)
@@ -95,7 +106,8 @@ class PhaseCLI(LightningCLI):
             trace = TraceLogger(root_dir=trainer_cfg.default_root_dir, name=run.name)
         loggers = [trace]
         wandb_logger = build_wandb_logger(trace.log_dir, name=os.path.basename(trace.log_dir),
-                                          mode=run.wandb, project=run.wandb_project)
+                                          mode=run.wandb, project=run.wandb_project,
+                                          **({"group": run.wandb_group} if run.wandb_group else {}))
         if wandb_logger is not None:
             loggers.append(wandb_logger)
         callbacks = [ModelCheckpoint(dirpath=os.path.join(trace.log_dir, "checkpoints"),
@@ -106,6 +118,14 @@ class PhaseCLI(LightningCLI):
             callbacks.append(PhaseMonitor(stop_after_generalization=run.stop_after_generalization))
         callbacks += list(trainer_cfg.callbacks or [])  # the config's own callbacks come last
         return super().instantiate_trainer(logger=loggers, callbacks=callbacks, **kwargs)
+
+    def _set_threads(self, requested: Optional[int]) -> None:
+        task = self.datamodule.task
+        examples = min(self.datamodule.batch_size or len(task.train_x), len(task.train_x))
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n, why = resolve_threads(requested, n_params, examples)
+        torch.set_num_threads(n)
+        rank_zero_info(f"torch threads: {n} ({why})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
