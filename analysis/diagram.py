@@ -115,7 +115,7 @@ def draw_diagram(agg: dict, path: str) -> str | None:
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
+    from matplotlib.colors import ListedColormap, LogNorm
 
     xs, ys = grid["x_values"], grid["y_values"]
     xe = _edges(xs, grid["x"] is not None and log_spaced(xs))
@@ -138,8 +138,11 @@ def draw_diagram(agg: dict, path: str) -> str | None:
                 st = g and g["events"].get(event)
                 if st:
                     med[i, j] = st["median"]
-        mesh = axes[k].pcolormesh(xe, ye, np.ma.masked_invalid(med), cmap="viridis", edgecolors="white")
-        fig.colorbar(mesh, ax=axes[k], label="step")
+        reached = med[np.isfinite(med)]
+        norm = LogNorm() if reached.size and reached.min() > 0 else None
+        mesh = axes[k].pcolormesh(xe, ye, np.ma.masked_invalid(med), cmap="viridis", norm=norm,
+                                  edgecolors="white")
+        fig.colorbar(mesh, ax=axes[k], label="step (log scale)" if norm else "step")
         axes[k].set_title(f"{label}: median step over seeds [min-max]")
     for i, row in enumerate(grid["cells"]):
         for j, g in enumerate(row):

@@ -12,7 +12,7 @@ Example spec (``sweeps/modadd_wd_frac.yaml``)::
     seeds: [0, 1, 2]                     # written to every key of seed_keys
     seed_keys: [seed_everything, data.seed]
     set: {trainer.max_steps: 4000}       # every trial
-    trials:                              # some trials (matched on their swept values)
+    trials:                              # some trials (matched on swept values and seed)
       - where: {model.weight_decay: 0.1}
         set: {trainer.max_steps: 8000}
     retries: 2
@@ -71,7 +71,7 @@ class SweepSpec:
         """Every config key the spec writes, for validation."""
         keys = {*self.swept_keys(), *self.seed_keys, *self.set}
         for t in self.trials:
-            keys |= {*t["where"], *t["set"]}
+            keys |= {*(k for k in t["where"] if k != "seed"), *t["set"]}
         return sorted(keys)
 
     def trial_params(self) -> list[dict]:
