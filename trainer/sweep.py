@@ -93,7 +93,7 @@ def _client(scheduler: Optional[str], workers: Optional[int]):
     # a trial whose worker dies comes back to the driver at once, which records and resubmits it
     dask.config.set({"distributed.scheduler.allowed-failures": 0})
     cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
-                           processes=True, dashboard_address=None, silence_logs=logging.CRITICAL)
+                           processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
     return Client(cluster)
 
 
