@@ -195,6 +195,9 @@ def _drive(client, spec, state, todo, done, retries, out) -> int:
                     state.mark(trial.id, "done", run_dir=os.path.relpath(res["run_dir"], out),
                                run_class=res["run_class"])
                     progress.classes[res["run_class"]] += 1
+                    progress.bar.write(f"trial {trial.id} {trial.params}: {res['run_class']} "
+                                       f"({'trained' if res['trained'] else 'already finished'}, "
+                                       f"{res['seconds']:.0f} s)", file=sys.stderr)
                     progress.update(_running(client, futures), advance=1)
                     continue
                 err = _one_line(fut.exception())

@@ -168,3 +168,22 @@ def test_the_shipped_example_specs_expand_and_validate() -> None:
     small = load_spec(str(root / "modadd_wd_frac_small.yaml"))
     validate(small, small.trial_params())  # raises on a key or value fit rejects
     assert small.fit_args(small.trial_params()[0])[:2] == ["--config", CONFIG]
+
+
+def test_rows_at_the_checkpoint_step_are_on_disk_before_the_next_flush(tmp_path) -> None:
+    """A resumed run does not log the checkpoint's step again: those rows must survive a kill."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from phasewatch.callbacks.trace_logger import TraceLogger
+
+    logger = TraceLogger(root_dir=tmp_path, name="r", version="v1", flush_every_rows=10**6,
+                         flush_every_s=3600)
+    logger.log_metrics({"val/acc": 0.1}, step=80)
+    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"))
+    checkpoint._last_global_step_saved = 100
+    logger.after_save_checkpoint(checkpoint)
+    logger.log_metrics({"val/acc": 0.2}, step=100)
+    logger.log_metrics({"val/acc": 0.3}, step=120)  # after the checkpoint's step: may wait
+    assert _steps(logger.log_dir, "val/acc") == [80, 100]  # read while the writer is still open
+    logger.finalize("success")
+    assert _steps(logger.log_dir, "val/acc") == [80, 100, 120]
