@@ -178,6 +178,10 @@ def _cmd_sweep(args) -> int:
     except SpecError as e:
         print(f"phasewatch sweep: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"phasewatch sweep: interrupted; run the same command again to resume {args.out}",
+              file=sys.stderr)
+        return 130
 
 
 def _cmd_aggregate(args) -> int:
