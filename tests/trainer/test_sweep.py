@@ -104,8 +104,7 @@ def test_rerun_retrains_no_finished_trial_and_retries_the_failed_one(failing_swe
 
 
 def _kill_after_first_checkpoint(trial_root: Path, killed: list) -> None:
-    deadline = time.time() + 600
-    while time.time() < deadline and not killed:
+    while not killed:  # the test appends "stop" when the sweep returned
         runs = [p for p in trial_root.glob("*/checkpoints/last.ckpt")]
         attempt = trial_root / "attempt.json"
         if runs and attempt.is_file():
