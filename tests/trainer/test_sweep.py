@@ -103,14 +103,23 @@ def test_rerun_retrains_no_finished_trial_and_retries_the_failed_one(failing_swe
     assert bad.attempts == before[bad.id].attempts + 1
 
 
-def _kill_after_first_checkpoint(trial_root: Path, killed: list) -> None:
+def _kill_after_a_checkpoint(trial_root: Path, killed: list) -> None:
+    """SIGKILL the trial's worker once a checkpoint exists and its step's rows are on disk (a
+    kill between the checkpoint's save and the logging of its step is the gap the report names)."""
     while not killed:  # the test appends "stop" when the sweep returned
-        runs = [p for p in trial_root.glob("*/checkpoints/last.ckpt")]
-        attempt = trial_root / "attempt.json"
+        runs, attempt = list(trial_root.glob("*/trace.sqlite")), trial_root / "attempt.json"
         if runs and attempt.is_file():
-            pid = json.loads(attempt.read_text())["pid"]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            try:
+                trace = load_run(runs[0].parent)
+                ckpt = (trace.meta.get("last_checkpoint") or {}).get("step", -1)
+                last = max(trace.series("val/acc")[0].tolist(), default=-1)
+                trace.close()
+            except (ValueError, OSError, KeyError):
+                ckpt, last = -1, -1
+            if 0 < ckpt <= last:
+                pid = json.loads(attempt.read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
         time.sleep(0.02)
 
 
@@ -119,7 +128,7 @@ def test_a_killed_worker_resumes_its_trial_without_duplicated_or_missing_steps(t
                  set={**TINY, "trainer.max_steps": 1200, "run.checkpoint_every": 100})
     out = tmp_path / "out"
     killed: list = []
-    killer = threading.Thread(target=_kill_after_first_checkpoint, args=(out / "t000", killed))
+    killer = threading.Thread(target=_kill_after_a_checkpoint, args=(out / "t000", killed))
     killer.start()
     try:
         rc = main(["sweep", spec, "--out", str(out), "--workers", "2"])
