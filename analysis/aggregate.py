@@ -8,8 +8,9 @@ mean, log10 std) -- how much the event moves from seed to seed.
 
 Runs are grouped by their hyperparameters minus any key whose last part contains
 ``seed``. Hyperparameters come from ``RUN/config.yaml`` (flattened with dots) or the
-run's meta. When exactly two hyperparameters vary, ``phase_diagram`` holds the majority
-class on their grid.
+run's meta. Each group has its class counts, the majority class and the share of seeds that
+agree with it (``agreement``), how many runs are censored, and event-step statistics. When
+exactly two hyperparameters vary, ``phase_diagram`` holds the majority class on their grid.
 
 Example:
     >>> from phasewatch.analysis.synthetic import make_run
@@ -120,8 +121,10 @@ def aggregate_results(results, params: list[dict] | None = None) -> dict:
     out_groups = []
     for key, rs in groups.items():
         classes = Counter(r["run_class"] for r in rs)
+        majority, count = classes.most_common(1)[0]
         out_groups.append({"params": json.loads(key), "n": len(rs), "classes": dict(classes),
-                           "majority_class": classes.most_common(1)[0][0],
+                           "majority_class": majority, "agreement": count / len(rs),
+                           "censored": sum(bool(r["censored"]) for r in rs),
                            "spread": {n: _stats([r[n] for r in rs]) for n in EVENT_COLUMNS}})
     diagram = None
     if len(varying) == 2:

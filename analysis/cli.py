@@ -9,6 +9,8 @@ Example:
     $ phasewatch import metrics.csv --out runs/imported --map val_acc=val/acc
     $ phasewatch predict runs/latest --horizon 400 [--json]
     $ phasewatch watch runs/ [--once] [--interval 2]
+    $ phasewatch sweep sweeps/modadd_wd_frac.yaml --out sweeps/out/wd_frac   # Dask (torch)
+    $ phasewatch aggregate sweeps/out/wd_frac                 # phase diagram, table, HTML
     $ phasewatch analyze --wandb ENTITY/PROJECT/RUN_ID     # exit 2 without credentials
     $ phasewatch probe runs/latest --key-freqs 14,35,41   # recompute Nanda's losses (torch)
 """
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="phasewatch",
                        description="Track training dynamics; find memorization and grokking.")
     ap.add_argument("--version", action="version", version=f"phasewatch {_version()}")
-    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe,predict}")
+    sub = ap.add_subparsers(dest="command", metavar="{fit,analyze,report,watch,import,probe,predict,sweep,aggregate}")
     sub.add_parser("fit", help="train (LightningCLI; see `phasewatch fit --help`)", add_help=False)
     a = sub.add_parser("analyze", help="analyze run directories, write RUN/analysis/analysis.json")
     a.add_argument("runs", nargs="*", help="run directories")
@@ -122,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-write", action="store_true", help="print only; leave the run unchanged")
     from .predict_cli import add_parser as add_predict
     add_predict(sub)
+    s = sub.add_parser("sweep", help="run a grid of trials on Dask (resumable; see sweeps/)")
+    s.add_argument("spec", help="sweep spec YAML (base config, grid / points, seeds)")
+    s.add_argument("--out", required=True, help="sweep directory (state, one run dir per trial)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler (default: a local cluster, one worker per core)")
+    s.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
+    s.add_argument("--retries", type=int, default=None,
+                   help="attempts after the first for a failing trial (default: spec, else 2)")
+    g = sub.add_parser("aggregate", help="phase diagram, heatmaps, CSV/JSON table and HTML of a sweep")
+    g.add_argument("dir", help="a sweep directory (or any folder of run directories)")
+    g.add_argument("--out", default=None, help="output folder (default DIR/aggregate)")
+    _add_analysis_options(g)
     return ap
 
 
@@ -221,6 +235,36 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    if args.workers is not None and args.workers < 1 or args.retries is not None and args.retries < 0:
+        print("phasewatch sweep: error: --workers must be >= 1 and --retries >= 0", file=sys.stderr)
+        return 2
+    try:
+        from phasewatch.trainer.sweep import run_sweep  # torch and dask only here
+        from phasewatch.trainer.sweep_spec import SpecError
+    except ImportError as e:
+        print(f"phasewatch sweep: error: {e.name} is missing; install the extra: "
+              "pip install 'phasewatch[sweep]'", file=sys.stderr)
+        return 2
+    try:
+        return run_sweep(args.spec, args.out, scheduler=args.scheduler, workers=args.workers,
+                         retries=args.retries)
+    except SpecError as e:
+        print(f"phasewatch sweep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"phasewatch sweep: interrupted; run the same command again to resume {args.out}",
+              file=sys.stderr)
+        return 130
+
+
+def _cmd_aggregate(args) -> int:
+    from .diagram import aggregate_dir
+    for path in aggregate_dir(args.dir, out=args.out, config=_config(args)):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``phasewatch`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -236,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         from .predict_cli import run as predict_main
         return predict_main(args)
     handler = {"analyze": _cmd_analyze, "report": _cmd_report, "watch": _cmd_watch,
-               "import": _cmd_import, "probe": _cmd_probe}[args.command]
+               "import": _cmd_import, "probe": _cmd_probe, "sweep": _cmd_sweep,
+               "aggregate": _cmd_aggregate}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:  # `phasewatch analyze ... | head`: the reader left; exit quietly

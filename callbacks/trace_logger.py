@@ -114,6 +114,7 @@ class TraceLogger(Logger):
         self._store: TraceWriter | None = None
         self._sessions = 0
         self._last_step = 0
+        self._durable_through = -1  # step of the last checkpoint (see after_save_checkpoint)
         self._finalizer: Any = None
 
     # ---- Lightning-facing identity (see module docstring for the "" name / version) ----
@@ -180,6 +181,8 @@ class TraceLogger(Logger):
         step = self._last_step if step is None else int(step)
         self._last_step = step
         self.store.log_scalars({k: _to_float(v) for k, v in metrics.items()}, step)
+        if step <= self._durable_through:
+            self.store.flush()
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any,
@@ -197,11 +200,15 @@ class TraceLogger(Logger):
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Flush, and flush at once every row logged afterwards at a step <= the checkpoint's:
+        a run resumed from it does not log those steps again (store.py, supersede rule), so a
+        process killed before its next regular flush would otherwise lose them for good."""
         store = self.store
+        step = int(getattr(checkpoint_callback, "_last_global_step_saved", -1))
         store.set_meta("last_checkpoint", {
-            "path": str(getattr(checkpoint_callback, "last_model_path", "") or ""),
-            "step": int(getattr(checkpoint_callback, "_last_global_step_saved", -1))})
+            "path": str(getattr(checkpoint_callback, "last_model_path", "") or ""), "step": step})
         store.flush()
+        self._durable_through = step
 
     @rank_zero_only
     def save(self) -> None:
@@ -262,6 +269,8 @@ def log_array(trainer: "pl.Trainer", name: str, array: Any) -> None:
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     store.log_array(name, int(trainer.global_step), np.asarray(array))
+    if trainer.global_step <= lg._durable_through:  # see TraceLogger.after_save_checkpoint
+        store.flush()
 
 
 def set_meta(trainer: "pl.Trainer", key: str, value: Any) -> None:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import torch
 from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from phasewatch.analysis.store import TRACE_FILE, RunDirBusy
 from phasewatch.callbacks.defaults import default_callbacks
@@ -41,6 +43,7 @@ from .checkpoint_io import AtomicCheckpointIO
 from .data import TaskDataModule
 from .fit_console import EventPrinter, StepProgressBar, usage_error
 from .module import PhaseModule
+from .threads import resolve_threads
 from .wandb_logger import build_wandb_logger, resolve_mode
 
 
@@ -59,6 +62,9 @@ class RunOptions:
         resume: an existing run directory to continue from its last checkpoint.
         stop_after_generalization: stop this many steps after validation accuracy has
             reached 0.99 and stayed there (``PhaseMonitor``); ``None`` trains to ``max_steps``.
+        threads: torch threads; ``None`` chooses from the model size and the free cores
+            (``phasewatch.trainer.threads``; env ``PHASEWATCH_THREADS`` also overrides).
+        wandb_group: W&B group of the run (a sweep sets it to the sweep's name).
     """
 
     name: str = "run"
@@ -68,6 +74,8 @@ class RunOptions:
     checkpoint_every: int = 500
     resume: Optional[str] = None
     stop_after_generalization: Optional[int] = None
+    threads: Optional[int] = None
+    wandb_group: Optional[str] = None
 
 
 class PhaseCLI(LightningCLI):
@@ -86,6 +94,8 @@ class PhaseCLI(LightningCLI):
         config = self.config[self.subcommand]
         run = config.run
         resolve_mode(run.wandb)  # fail at start on a bad value, naming the field
+        if run.threads is not None and run.threads < 1:
+            raise ValueError(f"run.threads must be >= 1 or null (auto), got {run.threads}")
         if run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every must be >= 1, got {run.checkpoint_every}")
         if config.get("weights_only") is None:
@@ -111,6 +121,7 @@ class PhaseCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
         run, trainer_cfg = config.run, config.trainer
+        self._set_threads(run.threads)
         if run.resume:
             run_dir = Path(run.resume)
             name, version = split_run_id(run_dir.name)
@@ -121,7 +132,8 @@ class PhaseCLI(LightningCLI):
         trace.store  # noqa: B018 - take the run directory's writer lock before anything writes
         loggers = [trace]
         wandb_logger = build_wandb_logger(trace.log_dir, name=os.path.basename(trace.log_dir),
-                                          mode=run.wandb, project=run.wandb_project)
+                                          mode=run.wandb, project=run.wandb_project,
+                                          **({"group": run.wandb_group} if run.wandb_group else {}))
         if wandb_logger is not None:
             loggers.append(wandb_logger)
             # the whole resolved config: model / data come from save_hyperparameters, these not
@@ -157,6 +169,14 @@ class PhaseCLI(LightningCLI):
         buffered.truncate()
         sys.stderr = real
 
+    def _set_threads(self, requested: Optional[int]) -> None:
+        task = self.datamodule.task
+        examples = min(self.datamodule.batch_size or len(task.train_x), len(task.train_x))
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n, why = resolve_threads(requested, n_params, examples)
+        torch.set_num_threads(n)
+        rank_zero_info(f"torch threads: {n} ({why})")
+
 
 class RunConfigError(ValueError):
     """A ``run.resume`` that cannot work; ``main`` prints it as one line (exit status 2)."""
@@ -181,7 +201,6 @@ def _plain(namespace) -> dict:
 
 #: where PhaseCLI got to, for main()'s error handling (the CLI object never returns on errors)
 _STATE: dict = {}
-
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``phasewatch fit``; ``argv`` are the arguments after ``fit``.
