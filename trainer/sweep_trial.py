@@ -101,10 +101,13 @@ def run_trial(sweep_dir: str, trial_id: str, fit_args: list[str], name: str,
              "resume": str(run_dir) if run_dir else None}))
         os.environ[CORES_ENV] = str(max(1, int(cores)))
         with _output_to(root / "fit.log"):
-            fit_main([*fit_args, "--trainer.default_root_dir", str(root),
+            status = fit_main([*fit_args, "--trainer.default_root_dir", str(root),
                       "--run.name", f"{name}-{trial_id}", "--run.wandb_group", name,
                       "--trainer.enable_progress_bar", "false",
                       *(["--run.resume", str(run_dir)] if run_dir else [])])
+        if status:  # a usage error or full disk: fit printed one line into fit.log
+            errors = [ln for ln in (root / "fit.log").read_text().splitlines() if "error:" in ln]
+            raise RuntimeError(f"trial {trial_id}: {errors[-1] if errors else f'fit exited {status}'}")
         run_dir = existing_run(root)
         if run_dir is None or _status(run_dir) != "success":
             raise RuntimeError(f"trial {trial_id}: fit returned but {root} holds no finished run")

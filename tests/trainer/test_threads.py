@@ -45,7 +45,7 @@ def test_an_explicit_choice_wins_in_order(monkeypatch) -> None:
         resolve_threads(None, 10, 10)
 
 
-def test_fit_sets_and_logs_the_thread_count(tmp_path, monkeypatch, caplog) -> None:
+def test_fit_sets_and_logs_the_thread_count(tmp_path, monkeypatch, caplog, capsys) -> None:
     monkeypatch.setenv(ENV, "1")
     before = torch.get_num_threads()
     try:
@@ -56,8 +56,10 @@ def test_fit_sets_and_logs_the_thread_count(tmp_path, monkeypatch, caplog) -> No
                   "--trainer.default_root_dir", str(tmp_path)])
         assert torch.get_num_threads() == 1
         assert "torch threads: 1 (PHASEWATCH_THREADS)" in caplog.text
-        with pytest.raises(ValueError, match="run.threads must be >= 1"):
-            main(["--config", CONFIG, "--run.wandb", "disabled", "--run.threads", "0",
-                  "--trainer.default_root_dir", str(tmp_path / "bad")])
+        capsys.readouterr()
+        assert main(["--config", CONFIG, "--run.wandb", "disabled", "--run.threads", "0",
+                     "--trainer.default_root_dir", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert "run.threads must be >= 1" in err and err.count("\n") == 1
     finally:
         torch.set_num_threads(before)
