@@ -31,9 +31,11 @@ FIG_DPI = 150
 def _save(fig, path, svg: bool = False) -> str:
     """Write ``fig`` as PNG (``FIG_DPI``) and, with ``svg``, also as SVG next to it. Text is
     drawn as typed: run and metric names may hold ``$...$``, which is not mathtext here."""
-    from matplotlib.text import Text
-    for text in fig.findobj(Text):
-        text.set_parse_math(False)
+    for ax in fig.axes:  # titles, labels and legends: never the tick labels (mathtext powers)
+        legend = ax.get_legend()
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label,
+                     *(legend.get_texts() if legend is not None else ())):
+            text.set_parse_math(False)
     fig.savefig(path, dpi=FIG_DPI)
     if svg:
         fig.savefig(os.path.splitext(path)[0] + ".svg")

@@ -1,6 +1,6 @@
 """Overhead of phasewatch's callbacks: the default set at default cadence vs no callbacks.
 
-Configs (SCIENCE.md section 1, full batch, same Trainer and TraceLogger in every arm; the
+Configs (the README's configs table, full batch, same Trainer and TraceLogger in every arm; the
 full train and val sets are evaluated every 20 steps, as in configs/modadd_*.yaml):
   A: embedding MLP, p=59, frac 0.5, lr 3e-3, wd 1 (4,000 steps: configs/modadd_mlp.yaml)
   C: 1-layer transformer (d_model 128, d_mlp 512), p=59, frac 0.5, lr 1e-3, wd 1

@@ -108,7 +108,7 @@ class QuadraticMLP(nn.Module):
 class TokenMLP(nn.Module):
     """Generic token MLP: one-hot tokens (``d_embed=None``) or a shared learned embedding
     of ``d_embed`` per token, concatenated, ReLU hidden layers, ``out_len`` output heads.
-    Keyvalue canonical (SCIENCE.md §4): one-hot 64 -> 64 -> 64 -> 64, 12,480 parameters.
+    Keyvalue canonical (docs/science.md#memorization, capacity): one-hot 64 -> 64 -> 64 -> 64, 12,480 parameters.
 
     ``hook_neurons``: last hidden layer after ReLU, [B, hidden[-1]]. Output [B, n_classes]
     (``out_len=None``) or [B, out_len, n_classes].
