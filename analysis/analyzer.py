@@ -339,9 +339,9 @@ def analyze_run(path, config: AnalysisConfig = AnalysisConfig()) -> AnalysisResu
             close()
 
 
-def write_analysis(result: AnalysisResult, run_dir) -> str:
-    """Write ``run_dir/analysis/analysis.json``; return its path."""
-    out = os.path.join(str(run_dir), "analysis")
+def write_analysis(result: AnalysisResult, run_dir, out_dir=None) -> str:
+    """Write ``out_dir/analysis.json`` (default ``run_dir/analysis/``); return its path."""
+    out = str(out_dir) if out_dir is not None else os.path.join(str(run_dir), "analysis")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "analysis.json")
     tmp = path + ".tmp"

@@ -9,9 +9,8 @@ evaluations of a name opens one file (``scripts/bench_store.py`` measures both).
 Crash safety: the writer pushes appended bytes to the OS (``sync``) before it commits the index
 rows that point at them, so a killed process leaves at most an unreferenced tail;
 ``truncate_to_index`` (run by a superseding session, see ``store``) cuts it off.
-One writer appends to a log at a time: it holds an exclusive ``flock`` on each log it has open,
-so a second writer of the same array names gets a clear error instead of interleaved offsets,
-and trimming skips logs another writer holds.
+One writer appends to a log at a time: the trace store's writer holds the run directory's lock
+(``runlock``), so offsets never interleave and trimming never cuts a live writer's tail.
 
 Example:
     >>> import tempfile, numpy as np
@@ -26,8 +25,8 @@ Example:
 """
 from __future__ import annotations
 
-import fcntl
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
@@ -59,12 +58,7 @@ class ArrayLogs:
         rel = array_log_relpath(name)
         f = self._files.get(rel)
         if f is None:
-            f = open(self.run_dir / rel, "ab")
-            if not _try_lock(f):
-                f.close()
-                raise ValueError(f"{self.run_dir / rel}: another writer is appending to this array "
-                                 "log; a run's arrays have one writer (the training process)")
-            self._files[rel] = f
+            f = self._files[rel] = open(self.run_dir / rel, "ab")
         offset = f.tell()  # append mode: the end of the file
         data = np.ascontiguousarray(array)
         f.write(data.tobytes())
@@ -86,36 +80,35 @@ class ArrayLogs:
         self.close()
         for path in (self.run_dir / ARRAYS_DIR).glob(f"*{_SUFFIX}"):
             end = ends.get(f"{ARRAYS_DIR}/{path.name}")
-            with open(path, "r+b") as f:
-                if not _try_lock(f):  # another writer's live log: its tail is not ours to cut
-                    continue
-                if end is None:
-                    path.unlink()
-                elif os.fstat(f.fileno()).st_size > end:
-                    f.truncate(end)
-
-
-def _try_lock(f: BinaryIO) -> bool:
-    """Take an exclusive lock on ``f`` (released when it is closed); False if another holds it."""
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+            if end is None:
+                path.unlink()
+            elif path.stat().st_size > end:
+                os.truncate(path, end)
 
 
 def read_payloads(path: Path, rows: Iterable[tuple[int, int, str, str]]) -> list[np.ndarray]:
     """The arrays at ``(offset, nbytes, shape json, dtype str)`` rows of the log at ``path``.
 
-    Raises ``OSError`` / ``ValueError`` naming ``path`` when a payload is missing or short.
+    Every row is checked against the file before anything is allocated (a crafted index can
+    claim any shape or dtype). Raises ``OSError`` / ``ValueError`` naming ``path`` when a
+    payload is missing, short or its index row is malformed.
     """
     out: list[np.ndarray] = []
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         for offset, nbytes, shape, dtype in rows:
-            arr = np.empty(_shape(shape), dtype=np.dtype(dtype))
-            if arr.nbytes != nbytes:
+            shape_t, dt = _shape(shape, path), _dtype(dtype, path)
+            if not (isinstance(offset, int) and isinstance(nbytes, int) and offset >= 0
+                    and nbytes >= 0):
+                raise ValueError(f"{path}: index row has offset {offset!r}, nbytes {nbytes!r}")
+            expected = math.prod(shape_t) * dt.itemsize
+            if expected != nbytes:
                 raise ValueError(f"{path}: index says {nbytes} bytes at byte {offset} for "
-                                 f"shape {shape} {dtype} ({arr.nbytes} bytes)")
+                                 f"shape {shape} {dtype} ({expected} bytes)")
+            if offset + nbytes > size:
+                raise ValueError(f"{path}: payload at byte {offset} has "
+                                 f"{max(0, size - offset)} of {nbytes} bytes (file truncated?)")
+            arr = np.empty(shape_t, dtype=dt)
             f.seek(offset)
             got = f.readinto(arr.reshape(-1).view(np.uint8)) if nbytes else 0
             if got != nbytes:
@@ -125,5 +118,22 @@ def read_payloads(path: Path, rows: Iterable[tuple[int, int, str, str]]) -> list
     return out
 
 
-def _shape(shape: Any) -> tuple[int, ...]:
-    return tuple(json.loads(shape) if isinstance(shape, str) else shape)
+def _shape(shape: Any, path: Path) -> tuple[int, ...]:
+    try:
+        dims = json.loads(shape) if isinstance(shape, str) else shape
+        if isinstance(dims, list) and all(type(d) is int and 0 <= d < 2**62 for d in dims) \
+                and len(dims) <= 32:
+            return tuple(dims)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    raise ValueError(f"{path}: index row has an invalid shape {str(shape)[:80]!r}")
+
+
+def _dtype(dtype: Any, path: Path) -> np.dtype:
+    try:
+        dt = np.dtype(str(dtype))
+    except (TypeError, ValueError, SyntaxError):
+        dt = None
+    if dt is None or dt.kind not in "biufcSU" or dt.itemsize == 0:
+        raise ValueError(f"{path}: index row has an invalid dtype {str(dtype)[:80]!r}")
+    return dt

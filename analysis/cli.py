@@ -13,20 +13,41 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 
 __all__ = ["main", "build_parser"]
 
 
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0 (``nan``, ``inf``, ``0``, ``-1`` are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = _positive(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threshold", type=float, default=0.99,
+    p.add_argument("--threshold", type=_fraction, default=0.99,
                    help="accuracy that counts as 'reached' (default 0.99)")
     p.add_argument("--gap-rule", choices=("ratio", "absolute"), default="ratio",
                    help="grokking vs comprehension: t_val/t_train >= --grok-ratio (default) "
                         "or t_val - t_train >= --min-gap-steps (Liu et al.)")
-    p.add_argument("--grok-ratio", type=float, default=5.0)
+    p.add_argument("--grok-ratio", type=_positive, default=5.0)
     p.add_argument("--min-gap-steps", type=int, default=1000)
-    p.add_argument("--censor-ratio", type=float, default=10.0,
+    p.add_argument("--censor-ratio", type=_positive, default=10.0,
                    help="a memorizing run shorter than this x t_train is censored ('not yet')")
     p.add_argument("--train-acc", default="train/acc")
     p.add_argument("--val-acc", default="val/acc")
@@ -60,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--wandb", metavar="ENTITY/PROJECT/RUN_ID", default=None,
                    help="pull this W&B run's history (public API, needs credentials) into "
                         "--out and analyze it; exit 2 without credentials")
-    a.add_argument("--out", default=None, help="with --wandb: run directory to create "
-                                               "(default runs/wandb-<RUN_ID>)")
+    a.add_argument("--out", default=None, metavar="DIR",
+                   help="write analysis.json here (DIR/<run>/ for several runs) instead of "
+                        "RUN/analysis/, e.g. for runs on read-only media; with --wandb: the run "
+                        "directory to create (default runs/wandb-<RUN_ID>)")
     a.add_argument("--json", action="store_true", help="print analysis.json instead of the summary")
     a.add_argument("--aggregate", metavar="DIR", default=None,
                    help="with several runs: also write seed/sweep aggregates to DIR")
@@ -74,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="follow live runs under DIR, print phase events as detected")
     w.add_argument("dir", help="a run directory or a folder of runs (e.g. runs/)")
     w.add_argument("--once", action="store_true", help="one pass, print the table, exit")
-    w.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
-    w.add_argument("--stale", type=float, default=120.0,
+    w.add_argument("--interval", type=_positive, default=2.0, help="seconds between polls (default 2)")
+    w.add_argument("--stale", type=_positive, default=120.0,
                    help="a running run without new data for this many seconds is 'stalled'")
     _add_analysis_options(w)
     i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
@@ -85,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                    help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
     i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
+    i.add_argument("--run", default=None, metavar="NAME",
+                   help="W&B chart export with several runs: import only this run")
     return ap
 
 
@@ -102,11 +127,17 @@ def _cmd_analyze(args) -> int:
         print("phasewatch analyze: error: give run directories or --wandb ENTITY/PROJECT/RUN_ID",
               file=sys.stderr)
         return 2
-    results = []
-    for run in args.runs:
-        res = analyze_run(run, cfg)
-        path = write_analysis(res, run)
+    results, ok_runs, failed = [], [], 0
+    for run in args.runs:  # one bad run is reported and skipped; the others are analyzed
+        try:
+            res = analyze_run(run, cfg)
+            path = write_analysis(res, run, out_dir=_analysis_dir(args, run))
+        except (ValueError, OSError, KeyError, MemoryError, RecursionError) as e:
+            failed += 1
+            print(f"phasewatch analyze: error: {_one_line(e)}", file=sys.stderr)
+            continue
         results.append(res)
+        ok_runs.append(run)
         if args.json:
             import json
             with open(path) as f:
@@ -116,11 +147,30 @@ def _cmd_analyze(args) -> int:
             print(f"wrote {path}")
     if len(results) > 1 or args.aggregate:
         from .aggregate import aggregate_results, format_table, run_params, write_aggregate
-        agg = aggregate_results(results, [run_params(r) for r in args.runs])
+        agg = aggregate_results(results, [run_params(r) for r in ok_runs])
         print(format_table(agg))
         if args.aggregate:
             print(f"wrote {write_aggregate(agg, args.aggregate)}")
-    return 0
+    return 1 if failed else 0
+
+
+def _analysis_dir(args, run: str) -> str | None:
+    """Where analysis.json of ``run`` goes: ``--out`` (local runs), else ``RUN/analysis``."""
+    if args.out is None or args.wandb:
+        return None
+    if len(args.runs) == 1:
+        return args.out
+    return os.path.join(args.out, os.path.basename(os.path.normpath(run)))
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line (a KeyError's own text; a read-only file system with a hint)."""
+    msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e) or type(e).__name__
+    if isinstance(e, OSError) and e.errno == 30:  # EROFS
+        msg += "; the folder is read-only: pass --out DIR to write elsewhere"
+    elif isinstance(e, (MemoryError, RecursionError)):
+        msg = f"{type(e).__name__} {msg}".strip()
+    return " ".join(msg.split())
 
 
 def _cmd_report(args) -> int:
@@ -142,7 +192,7 @@ def _cmd_watch(args) -> int:
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
     out = import_csv(args.file, args.out, fmt=args.format, mapping=parse_mapping(args.map),
-                     step_column=args.step_column)
+                     step_column=args.step_column, run=args.run)
     print(f"imported {args.file} -> {out}")
     return 0
 
@@ -162,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
                "import": _cmd_import}[args.command]
     try:
         return handler(args)
-    except (ValueError, OSError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"phasewatch {args.command}: error: {msg}", file=sys.stderr)
+    except BrokenPipeError:  # `phasewatch analyze ... | head`: the reader left; exit quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail
+        return 0
+    except (ValueError, OSError, KeyError, MemoryError, RecursionError) as e:
+        print(f"phasewatch {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

@@ -36,6 +36,7 @@ MARKED = {"memorization": "tab:orange", "generalization": "tab:green", "ungrokki
 def _plt():
     import matplotlib
     matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["text.parse_math"] = False  # run / metric names may hold "$...$"
     import matplotlib.pyplot as plt
     return plt
 
@@ -212,20 +213,22 @@ def write_report(runs, out=None, config: AnalysisConfig = AnalysisConfig()) -> s
     runs = [str(r) for r in runs]
     if not runs:
         raise ValueError("report needs at least one run directory")
-    out = out or (os.path.join(runs[0], "analysis") if len(runs) == 1 else "phasewatch_report")
+    traces, results, tags = [], [], []
+    for i, r in enumerate(runs):  # every run is read before anything is written
+        t = load_run(r)
+        traces.append(t)
+        results.append(analyze_trace(t, config, run=r))
+        tag = os.path.basename(os.path.normpath(r)) or f"run{i}"
+        tags.append(f"{tag}_{i}" if tag in tags else tag)
+    if out is None:
+        out = os.path.join(runs[0], "analysis") if len(runs) == 1 else "phasewatch_report"
+        for res, r in zip(results, runs):
+            write_analysis(res, r)
+    else:  # --out: nothing is written anywhere else
+        for res, tag in zip(results, tags):
+            write_analysis(res, None, out_dir=out if len(runs) == 1 else os.path.join(out, tag))
     fig_dir = os.path.join(out, "figures")
     os.makedirs(fig_dir, exist_ok=True)
-    traces, results, tags = [], [], []
-    for i, r in enumerate(runs):
-        t = load_run(r)
-        res = analyze_trace(t, config, run=r)
-        write_analysis(res, r)
-        tag = os.path.basename(os.path.normpath(r)) or f"run{i}"
-        if tag in tags:
-            tag = f"{tag}_{i}"
-        traces.append(t)
-        results.append(res)
-        tags.append(tag)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>phasewatch report</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
@@ -248,4 +251,6 @@ def write_report(runs, out=None, config: AnalysisConfig = AnalysisConfig()) -> s
     path = os.path.join(out, "report.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))
+    for t in traces:
+        t.close()
     return path

@@ -69,10 +69,15 @@ def check_analysis(doc: dict, source: str = "analysis.json") -> dict:
                          "re-run `phasewatch analyze` with this version")
     if doc.get("run_class") not in RUN_CLASSES:
         raise ValueError(f"{source}: run_class {doc.get('run_class')!r} not in {RUN_CLASSES}")
-    bad = [f for f in doc.get("flags", []) if f not in FLAGS]
+    for key in ("flags", "events"):
+        if not isinstance(doc.get(key, []), list):
+            raise ValueError(f"{source}: {key!r} must be a list, got {type(doc[key]).__name__}")
+    bad = [f for f in doc.get("flags", []) if not isinstance(f, str) or f not in FLAGS]
     if bad:
-        raise ValueError(f"{source}: unknown flags {bad}")
+        raise ValueError(f"{source}: unknown flags {bad[:10]}")
     for i, e in enumerate(doc.get("events", [])):
+        if not isinstance(e, dict):
+            raise ValueError(f"{source}: event {i} is a {type(e).__name__}, not an object")
         missing = [k for k in EVENT_KEYS if k not in e]
         if missing:
             raise ValueError(f"{source}: event {i} lacks {missing}")
@@ -84,6 +89,7 @@ def load_analysis(path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON analysis file ({e})") from e
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, nesting
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ValueError(f"{path}: not a JSON analysis file ({reason})") from None
     return check_analysis(doc, str(path))

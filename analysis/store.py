@@ -6,7 +6,11 @@ Layout of a run directory::
     RUN/arrays/<quoted name>.bin     every payload of one array name, appended (``arraylog``)
 
 SQLite (stdlib, ``journal_mode=WAL``, ``synchronous=NORMAL``) gives crash-safe appends and one
-writer with any number of concurrent readers. Appends are held in memory and written in one
+writer with any number of concurrent readers. One writer per run directory is enforced by an
+OS-level lock (``runlock``: ``RUN/.writer.lock``, the holder's PID in ``RUN/.writer.pid``) that
+dies with its process; a second writer gets ``RunDirBusy`` naming that PID; readers take no lock.
+``close()`` folds the WAL into ``trace.sqlite`` (TRUNCATE checkpoint) and leaves WAL mode when
+no reader is connected: a finished or failed run's ``trace.sqlite`` alone holds every row. Appends are held in memory and written in one
 transaction every ``flush_every_rows`` rows or ``flush_every_s`` seconds (checked at each log
 call), on ``flush()`` and on ``close()``: a killed process loses at most the last flush window,
 never the file. A (name, step) is stored once: logging it again replaces the old row.
@@ -46,15 +50,18 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .arraylog import ARRAYS_DIR, ArrayLogs
+from .runlock import RunDirBusy, RunLock
 
-__all__ = ["SCHEMA_VERSION", "TRACE_FILE", "ARRAYS_DIR", "TraceStoreError", "TraceWriter",
-           "RunTrace", "load_run"]
+__all__ = ["SCHEMA_VERSION", "TRACE_FILE", "ARRAYS_DIR", "MAX_STEP", "TraceStoreError",
+           "TraceWriter", "RunDirBusy", "RunTrace", "load_run"]
 
+MAX_STEP = 2**63 - 1  # steps are SQLite / numpy int64
 SCHEMA_VERSION = 2  # 2: array payloads in append-only logs (1: one .npz file per payload)
 TRACE_FILE = "trace.sqlite"
 
@@ -114,6 +121,50 @@ def unpack_chunks(rows: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarr
     return steps, vals
 
 
+def check_step(step: Any) -> int:
+    """``step`` as an int in ``[0, MAX_STEP]``; ValueError naming the value otherwise (bool,
+    fraction, nan, inf, negative, 1e30)."""
+    try:
+        ok = not isinstance(step, bool) and float(step).is_integer() and 0 <= int(step) <= MAX_STEP
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"step must be an integer in [0, 2**63-1], got {step!r}")
+    return int(step)
+
+
+def check_steps(steps: Any) -> np.ndarray:
+    """A 1-d array of steps as int64, every one checked like ``check_step`` (vectorized)."""
+    arr = np.asarray(steps)
+    if arr.ndim != 1:
+        raise ValueError(f"steps must be 1-d, got shape {arr.shape}")
+    if arr.dtype.kind in "iub":
+        bad = arr < 0 if arr.dtype.kind == "i" else arr > MAX_STEP if arr.dtype.kind == "u" \
+            else np.zeros(arr.shape, bool)
+    elif arr.dtype.kind != "f":
+        raise ValueError(f"step must be an integer in [0, 2**63-1], got {arr.dtype} values")
+    else:
+        bad = ~((arr >= 0) & (arr < 2.0**63) & (np.floor(arr) == arr))
+    if bad.any():
+        check_step(arr[np.argmax(bad)].item())  # raises, naming the first bad step
+    return arr.astype(np.int64)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on error roll back only if a transaction is still open
+    (after e.g. a full disk SQLite has already rolled back, and a second ROLLBACK would replace
+    the real error by 'cannot rollback - no transaction is active')."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class TraceWriter:
     """Append scalars, arrays, events and meta to ``run_dir/trace.sqlite`` (batched, crash-safe).
 
@@ -124,6 +175,8 @@ class TraceWriter:
         supersede: apply the resume supersede rule (module docstring) at the first logged step;
             the training process's writer (TraceLogger) sets it, other writers (importers,
             analysis adding events) must not: they would delete every row after their first step.
+        scratch: the directory is private until complete and is thrown away on failure
+            (``importers`` build in a temporary folder, then rename): no journal, no fsync.
 
     Example:
         >>> import tempfile
@@ -132,7 +185,7 @@ class TraceWriter:
     """
 
     def __init__(self, run_dir: str | os.PathLike, flush_every_rows: int = 1000,
-                 flush_every_s: float = 5.0, supersede: bool = False) -> None:
+                 flush_every_s: float = 5.0, supersede: bool = False, scratch: bool = False) -> None:
         if int(flush_every_rows) < 1:
             raise ValueError(f"flush_every_rows must be >= 1, got {flush_every_rows!r}")
         if not float(flush_every_s) >= 0:
@@ -150,18 +203,23 @@ class TraceWriter:
         self._name_ids: dict[str, int] = {}
         self._last_flush = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._logs = ArrayLogs(self.run_dir)
-        self._conn: sqlite3.Connection | None = self._open()
+        self._lock = RunLock(self.run_dir).acquire()  # one writer per run directory
+        try:
+            self._logs = ArrayLogs(self.run_dir)
+            self._conn: sqlite3.Connection | None = self._open("OFF" if scratch else "WAL")
+        except BaseException:
+            self._lock.release()
+            raise
 
     # ------------------------------------------------------------------ connection
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, journal: str) -> sqlite3.Connection:
         if self.path.exists() and self.path.stat().st_size:
             from .store_read import _check_file
             _check_file(self.path)  # never append to a garbage or truncated file
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA journal_mode={journal}")
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if journal == 'WAL' else 'OFF'}")
             row = None
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "meta" in tables:
@@ -203,9 +261,7 @@ class TraceWriter:
 
     # ------------------------------------------------------------------ logging
     def _begin_step(self, step: Any) -> int:
-        if isinstance(step, bool) or not float(step).is_integer() or int(step) < 0:
-            raise ValueError(f"step must be a non-negative integer, got {step!r}")
-        step = int(step)
+        step = check_step(step)
         if self._supersede_pending:
             self._supersede_pending = False
             removed = self._delete_after(step)
@@ -286,8 +342,7 @@ class TraceWriter:
         if not self.pending_rows:
             return
         self._logs.sync()  # payload bytes reach the OS before the rows that point at them
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             self._seq += 1
             seq = self._seq
             db.executemany("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
@@ -299,10 +354,6 @@ class TraceWriter:
                            "shape, dtype) VALUES (?, ?, ?, ?, ?, ?, ?)", self._arrays)
             db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                            list(self._meta.items()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._scalars, self._events, self._arrays, self._meta = {}, [], [], {}
         self._n_scalars = 0
 
@@ -316,8 +367,7 @@ class TraceWriter:
 
     def _delete_after(self, step: int) -> int:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             n = db.execute("SELECT COALESCE(SUM(n), 0) FROM scalars WHERE step_min > ?",
                            (step,)).fetchone()[0]
             db.execute("DELETE FROM scalars WHERE step_min > ?", (step,))
@@ -331,10 +381,6 @@ class TraceWriter:
                            "WHERE name_id=? AND seq=?", (*pack_chunk(st[keep], va[keep]), nid, seq))
             for table in ("events", "arrays"):
                 n += db.execute(f"DELETE FROM {table} WHERE step > ?", (step,)).rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         # also drops bytes a killed process appended but never indexed
         self._logs.truncate_to_index(dict(db.execute(
             "SELECT relpath, MAX(offset + nbytes) FROM arrays GROUP BY relpath")))
@@ -349,33 +395,69 @@ class TraceWriter:
             "SELECT name_id FROM scalars GROUP BY name_id HAVING COUNT(*) >= ? AND AVG(n) < ?",
             (int(min_chunks), float(small)))]
         for nid in ids:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 rows = db.execute("SELECT steps, vals FROM scalars WHERE name_id=? ORDER BY seq",
                                   (nid,)).fetchall()
                 steps, vals = unpack_chunks(rows)
                 db.execute("DELETE FROM scalars WHERE name_id=?", (nid,))
-                for i in range(0, len(steps), target):
-                    self._seq += 1
-                    db.execute("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (nid, self._seq, *pack_chunk(steps[i:i + target], vals[i:i + target])))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                self._insert_chunks(nid, steps, vals, target)
         return len(ids)
 
+    def _insert_chunks(self, nid: int, steps: np.ndarray, vals: np.ndarray, target: int) -> None:
+        """Insert a series' points as chunks of ``target`` points (inside a transaction)."""
+        for i in range(0, len(steps), target):
+            self._seq += 1
+            self._db().execute("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (nid, self._seq, *pack_chunk(steps[i:i + target], vals[i:i + target])))
+
+    def log_series(self, name: str, steps: Any, values: Any, target: int = 4096) -> None:
+        """Write a whole series at once (importers): one transaction, chunks of ``target`` points;
+        same semantics as calling ``log_scalars`` per step (the last value of a step wins).
+
+        Example:
+            >>> import tempfile
+            >>> with TraceWriter(tempfile.mkdtemp()) as w:
+            ...     w.log_series("val/acc", [0, 10, 10], [0.1, 0.5, 0.9])
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"scalar name must be a non-empty str, got {name!r}")
+        st, vals = check_steps(steps), np.asarray(values, dtype=np.float64)
+        if st.shape != vals.shape:
+            raise ValueError(f"series {name!r}: {len(st)} steps but values of shape {vals.shape}")
+        if not len(st):
+            return
+        order = np.argsort(st, kind="stable")  # ties keep write order: the last one wins
+        self._begin_step(int(st[order[0]]))
+        self.flush()
+        nid = self._name_id(name)
+        with _transaction(self._db()):
+            self._insert_chunks(nid, st[order], vals[order], target)
+
+    def _make_self_contained(self) -> None:
+        """Fold the WAL into ``trace.sqlite`` (TRUNCATE checkpoint: waits for readers' current
+        reads, ``timeout``) and, when no reader is connected, leave WAL mode, so the file alone
+        holds every row even if readers were open and can be read from read-only media."""
+        db = self._db()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:  # a reader is connected: the checkpoint already did it
+            pass
+
     def close(self) -> None:
-        """Flush, compact series with many small chunks, and close; closing twice is a no-op."""
+        """Flush, compact series with many small chunks, fold the WAL into the file, and close;
+        closing twice is a no-op."""
         if self._conn is None:
             return
         try:
             self.compact()
+            self._make_self_contained()
         finally:
             self._logs.close()
             self._conn.close()
             self._conn = None
+            self._lock.release()
 
 
 def _json_default(obj: Any) -> Any:  # numpy scalars/arrays, sets; anything else as str

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .arraylog import read_payloads
+from .arraylog import ARRAYS_DIR, read_payloads
 from .store import REQUIRED_TABLES, SCHEMA_VERSION, TRACE_FILE, TraceStoreError, unpack_chunks
 
 __all__ = ["RunTrace", "load_run"]
@@ -62,6 +62,42 @@ def _check_file(db: Path, tries: int = 3) -> None:
                               f"{n_pages * page_size}); restore it from a copy or re-run")
 
 
+def _connect_ro(db: Path) -> sqlite3.Connection:
+    """A read-only connection that never writes next to ``db`` (``mode=ro``). On read-only
+    media where SQLite cannot create the ``-shm`` of a WAL store, ``immutable=1`` (no locks,
+    no ``-shm``) when no unread WAL content exists; otherwise a clear error."""
+    base = "file:" + quote(str(db.resolve())) + "?mode=ro"
+    conn = sqlite3.connect(base, uri=True, timeout=30.0, check_same_thread=False)
+    try:
+        conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(db.parent, os.W_OK):
+            raise
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        raise TraceStoreError(f"{db}: its newest rows are in {wal.name}, which SQLite cannot read "
+                              f"from read-only media without {db.name}-shm; copy the run "
+                              "directory to a writable disk and read it there")
+    return sqlite3.connect(base + "&immutable=1", uri=True, check_same_thread=False)
+
+
+def _access_problem(db: Path, error: Exception) -> bool:
+    """True when ``error`` comes from permissions / locks, not from the file's content."""
+    text = str(error).lower()
+    return (not os.access(db, os.R_OK) or "unable to open" in text or "locked" in text
+            or "readonly" in text or "read-only" in text)
+
+
+def _json_or_text(text: str) -> Any:
+    """A meta value: JSON-decoded, or the raw text when it is not JSON (a foreign writer)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return text
+
+
 class RunTrace:
     """A run's traces: ``names()``, ``series(name)``, ``arrays(name)``, ``array(name, step)``,
     ``array_names()``, ``events()``, ``meta``, ``path`` (the run directory).
@@ -83,11 +119,13 @@ class RunTrace:
             raise TraceStoreError(f"{self.db_path}: no trace store in {p}; pass a run directory "
                                   "written by TraceLogger, or create one with `phasewatch import`")
         _check_file(self.db_path)
-        uri = "file:" + quote(str(self.db_path.resolve())) + "?mode=ro"
         try:
-            self._conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+            self._conn = _connect_ro(self.db_path)
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
+            if _access_problem(self.db_path, e):
+                raise TraceStoreError(f"{self.db_path}: cannot open for reading ({e}); check the "
+                                      "file's permissions (the store itself was not judged)") from e
             raise TraceStoreError(f"{self.db_path}: cannot read SQLite file ({e}); it is corrupt "
                                   "or not a trace store - move it away or restore a copy") from e
         missing = [t for t in REQUIRED_TABLES if t not in tables]
@@ -128,7 +166,7 @@ class RunTrace:
     @property
     def meta(self) -> dict[str, Any]:
         """All meta values (JSON-decoded), e.g. ``schema_version``, ``hparams``, ``status``."""
-        return {k: json.loads(v) for k, v in self._q("SELECT key, value FROM meta")}
+        return {str(k): _json_or_text(v) for k, v in self._q("SELECT key, value FROM meta")}
 
     def names(self) -> list[str]:
         """Scalar series names that have at least one value, sorted."""
@@ -149,7 +187,13 @@ class RunTrace:
         rows = self._q("SELECT steps, vals FROM scalars WHERE name_id=? ORDER BY seq", (row[0][0],))
         if not rows:
             raise self._unknown("series", name, self.names())
-        steps, values = unpack_chunks(rows)
+        try:
+            steps, values = unpack_chunks(rows)
+            if len(steps) != len(values):
+                raise ValueError(f"{len(steps)} steps but {len(values)} values")
+        except (ValueError, TypeError) as e:
+            raise TraceStoreError(f"{self.db_path}: series {name!r} has malformed chunks ({e}); "
+                                  "the file was edited or damaged - restore a copy or re-run") from e
         return steps, values
 
     def array_names(self) -> list[str]:
@@ -162,11 +206,31 @@ class RunTrace:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def _load(self, relpath: str, rows: list[tuple[int, int, str, str]]) -> list[np.ndarray]:
-        f = self.path / relpath
+        f = self._confined(relpath)
         try:
             return read_payloads(f, rows)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, MemoryError) as e:
             raise TraceStoreError(f"{f}: cannot read array payload ({e}); re-run or remove its row") from e
+
+    def _confined(self, relpath: Any) -> Path:
+        """``run dir / relpath``, refused unless it resolves inside ``<run dir>/arrays``."""
+        root = (self.path / ARRAYS_DIR).resolve()
+        f = (self.path / str(relpath)).resolve()
+        if not isinstance(relpath, str) or f.parent != root:
+            raise TraceStoreError(f"{self.db_path}: array path {str(relpath)[:120]!r} points outside "
+                                  f"{root}; the store was edited or crafted - not read")
+        return f
+
+    def backup(self, dest: str | os.PathLike) -> Path:
+        """Copy the store to the file ``dest`` with SQLite's backup API (a consistent snapshot,
+        WAL folded in, even while a writer runs); returns ``dest``."""
+        dest = Path(dest)
+        out = sqlite3.connect(str(dest))
+        try:
+            self._conn.backup(out)
+        finally:
+            out.close()
+        return dest
 
     def array(self, name: str, step: int) -> np.ndarray:
         """The array ``name`` logged at ``step``."""
@@ -194,7 +258,7 @@ class RunTrace:
 
     def events(self) -> list[dict[str, Any]]:
         """Logged events as ``{"name", "step", "signal", "payload"}`` dicts sorted by step."""
-        return [{"name": n, "step": s, "signal": sig or None, "payload": json.loads(p)}
+        return [{"name": n, "step": s, "signal": sig or None, "payload": _json_or_text(p)}
                 for s, n, sig, p in self._q(
                     "SELECT step, name, signal, payload FROM events ORDER BY step, id")]
 

@@ -13,11 +13,15 @@ the LightningModule, the step, the task (``pl_module.task`` / ``datamodule.task`
 and ``state``, a dict private to the probe that persists between calls (and across resume, when
 it holds tensors / numbers / lists).
 
-Failure policy (documented choice): a probe that raises is caught; every hook registered
-during its call is removed (so the model is left exactly as before), training continues, and
-ONE warning per probe is emitted (``rank_zero_warn``); later failures of the same probe are
-counted in ``circuit/probe_failures/<name>``. Pass ``on_error="raise"`` to stop training with a
-``RuntimeError`` naming the probe and step instead.
+Failure policy (documented choice): a probe's whole path - its call, the check of its result
+(``probe_checks.check_result``: finite real scalars, numeric arrays, JSON meta), the logging
+and its checkpointed state - is inside one boundary. A probe that raises is caught; every hook
+registered during its call is removed (so the model is left exactly as before), training
+continues, and ONE warning per probe is emitted (``rank_zero_warn``); later failures of the
+same probe are counted in ``circuit/probe_failures/<name>``. A malformed result, or a state that
+a ``weights_only=True`` checkpoint load could not restore, drops the probe for the rest of the
+run (same single warning). Pass ``on_error="raise"`` to stop training with a ``RuntimeError``
+naming the probe and step instead.
 
 A probe may also define ``applicable(model, task) -> bool``; ``setup()`` drops probes that say
 False (so one default set serves every model), logging the kept names in the run meta
@@ -41,6 +45,7 @@ from torch import nn
 
 from ._base import (PeriodicCallback, dense_requested, eval_mode, find_task, inner_model, log_array,
                     log_scalars, no_leaked_hooks, set_meta)
+from .probe_checks import check_result, pack_state, unpack_state
 
 __all__ = ["CircuitCheckpoint", "Probe", "ProbeResult", "ProbeContext"]
 
@@ -139,46 +144,66 @@ class CircuitCheckpoint(PeriodicCallback):
         step = int(trainer.global_step) if trainer is not None else 0
         task = find_task(trainer, pl_module)
         results: dict[str, ProbeResult] = {}
-        for probe in self.active:
+        for probe in list(self.active):
             ctx = ProbeContext(trainer, pl_module, step, task, self._states[probe.name])
-            try:
+            try:  # the boundary: compute, check, log; a malformed result drops the probe
                 with no_leaked_hooks(pl_module), eval_mode(model):
                     res = probe(model, ctx)
                 if not isinstance(res, ProbeResult):
-                    raise TypeError(f"probe returned {type(res).__name__}, not ProbeResult")
+                    raise _Malformed(f"probe returned {type(res).__name__}, not ProbeResult")
+                try:
+                    scalars, arrays, meta = check_result(res)
+                except ValueError as e:
+                    raise _Malformed(str(e)) from None
+                if trainer is not None:
+                    log_scalars(trainer, scalars)
+                    for name, arr in arrays.items():
+                        log_array(trainer, name, arr)
+                    for key, val in meta.items():
+                        if key not in self._meta_done:
+                            set_meta(trainer, key, val)
+                            self._meta_done.add(key)
             except Exception as err:  # noqa: BLE001 — the policy is to survive a probe
-                self._fail(trainer, probe.name, step, err)
+                self._fail(trainer, probe.name, step, err, drop=isinstance(err, _Malformed))
                 continue
             results[probe.name] = res
-            if trainer is not None:
-                log_scalars(trainer, res.scalars)
-                for name, arr in res.arrays.items():
-                    log_array(trainer, name, arr)
-                for key, val in res.meta.items():
-                    if key not in self._meta_done:
-                        set_meta(trainer, key, val)
-                        self._meta_done.add(key)
         return results
 
-    def _fail(self, trainer, name: str, step: int, err: Exception) -> None:
+    def _fail(self, trainer, name: str, step: int | None, err: Exception, drop: bool = False) -> None:
+        where = f"at step {step}" if step is not None else "while saving a checkpoint"
         if self.on_error == "raise":
-            raise RuntimeError(f"probe {name!r} failed at step {step}: {err!r}") from err
+            raise RuntimeError(f"probe {name!r} failed {where}: {err!r}") from err
         self._failures[name] += 1
+        if drop:
+            self.active = [p for p in self.active if p.name != name]
         if self._failures[name] == 1:
-            rank_zero_warn(f"phasewatch: probe {name!r} failed at step {step} ({err!r}); its hooks "
-                           "were removed and training continues; further failures are counted in "
-                           f"circuit/probe_failures/{name}")
+            then = ("it is dropped for the rest of the run" if drop else
+                    f"training continues; further failures are counted in circuit/probe_failures/{name}")
+            rank_zero_warn(f"phasewatch: probe {name!r} failed {where} ({err!r}); its hooks "
+                           f"were removed and {then}")
         if trainer is not None:
             log_scalars(trainer, {f"circuit/probe_failures/{name}": float(self._failures[name])})
 
     def state_dict(self) -> dict[str, Any]:
+        """Cadence, failure counts and each active probe's state, packed so that a
+        ``weights_only=True`` load restores it; a state that cannot be is a probe failure."""
         state = super().state_dict()
-        state.update(probe_states=self._states, failures=dict(self._failures))
+        packed = {}
+        for probe in list(self.active):
+            try:
+                packed[probe.name] = pack_state(self._states[probe.name])
+            except ValueError as err:
+                self._fail(None, probe.name, None, err, drop=True)
+        state.update(probe_states=packed, failures=dict(self._failures))
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         for name, st in state_dict.get("probe_states", {}).items():
             if name in self._states:
-                self._states[name] = dict(st)
+                self._states[name] = dict(unpack_state(st))
         self._failures.update(state_dict.get("failures", {}))
+
+
+class _Malformed(ValueError):
+    """A probe returned something that is not a valid ProbeResult."""

@@ -63,7 +63,7 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
         return load_file(str(path))
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:  # data only: an object array is refused
         return {k: z[k] for k in z.files}
 
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sqlite3
 import time
+import warnings
 import weakref
 from argparse import Namespace
 from pathlib import Path
@@ -215,8 +217,19 @@ class TraceLogger(Logger):
             if self._sessions == 0:
                 return  # never logged anything: do not create an empty run dir
         store = self.store
-        store.set_meta("status", status)
-        store.close()
+        try:
+            store.set_meta("status", status)
+            store.close()
+        except (sqlite3.Error, OSError) as err:
+            if not store.closed:  # close() releases the file and the lock even when it fails
+                try:
+                    store.close()
+                except (sqlite3.Error, OSError):
+                    pass
+            if status == "success":
+                raise
+            warnings.warn(f"phasewatch: could not record status {status!r} in {store.path} ({err}); "
+                          "rows up to the last flush are kept", RuntimeWarning, stacklevel=2)
 
 
 # ---- helpers for callbacks ------------------------------------------------------------------

@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sqlite3
 import tempfile
 import warnings
 from pathlib import Path
@@ -57,19 +56,14 @@ def _add_run_dir(artifact, run_dir: Path, tmp: Path) -> None:
     """Add the run directory's files; the store as a consistent backup (WAL folded in)."""
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir)
-        if not path.is_file() or rel.parts[0] in SKIP_DIRS or rel.name.startswith("trace.sqlite"):
+        if (not path.is_file() or rel.parts[0] in SKIP_DIRS or rel.name.startswith("trace.sqlite")
+                or rel.name.startswith(".")):  # .writer.lock / .writer.pid
             continue
         artifact.add_file(str(path), name=str(rel))
-    db = run_dir / "trace.sqlite"
-    if db.is_file():
-        copy = tmp / "trace.sqlite"
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        dst = sqlite3.connect(str(copy))
-        try:
-            src.backup(dst)
-        finally:
-            src.close()
-            dst.close()
+    if (run_dir / "trace.sqlite").is_file():
+        from phasewatch.analysis.store_read import load_run
+        with load_run(run_dir) as trace:  # no URI of our own: any path works ('#', '?', '%')
+            copy = trace.backup(tmp / "trace.sqlite")
         artifact.add_file(str(copy), name="trace.sqlite")
 
 

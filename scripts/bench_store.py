@@ -6,8 +6,12 @@ with ``log_array`` and read back with ``arrays()``, side by side with the layout
 before (one ``.npz`` file per payload, written atomically: temp file + rename); prints the
 ratios.
 
+Import: ``phasewatch import`` of a ``--import-rows`` (10^6) row Lightning ``metrics.csv``
+(step, epoch, train loss / acc every row, val loss / acc every 10th row), run as its own
+process: wall time and peak RSS of the whole command, and the time inside ``import_csv``.
+
 Usage: .venv/bin/python scripts/bench_store.py [--series 10] [--points 1000000] [--repeats 5]
-       [--examples 12769] [--evals 1000]
+       [--examples 12769] [--evals 1000] [--import-rows 1000000] [--import-only]
 """
 from __future__ import annotations
 
@@ -31,7 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flush-every-rows", type=int, default=10_000)
     ap.add_argument("--examples", type=int, default=12_769)
     ap.add_argument("--evals", type=int, default=1_000)
+    ap.add_argument("--import-rows", type=int, default=1_000_000)
+    ap.add_argument("--import-only", action="store_true")
     args = ap.parse_args(argv)
+    _bench_import(args.import_rows)
+    if args.import_only:
+        return
     _bench_arrays(args.examples, args.evals)
     names = [f"bench/s{i}" for i in range(args.series)]
     rng = np.random.default_rng(0)
@@ -109,6 +118,45 @@ def _bench_arrays(n_examples: int, n_evals: int) -> None:
           f"{t_log / n_evals * 1e6:.0f} us per log_array (an .npz per payload: "
           f"{t_npz / n_evals * 1e6:.0f} us, ratio {t_npz / t_log:.1f}x); read all "
           f"{r_log * 1e3:.0f} ms ({r_npz * 1e3:.0f} ms, ratio {r_npz / r_log:.1f}x)")
+
+
+_IMPORT = """
+import sys, time
+t0 = time.perf_counter()
+from phasewatch.analysis.cli import main
+t1 = time.perf_counter()
+assert main(["import", sys.argv[1], "--out", sys.argv[2]]) == 0
+print(f"{time.perf_counter() - t1:.3f}")
+"""
+
+
+def _bench_import(n_rows: int) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as d:
+        csv = Path(d) / "metrics.csv"
+        loss, acc = rng.random(n_rows), rng.random(n_rows)
+        with open(csv, "w") as f:
+            f.write("step,epoch,train_loss,train_acc,val_loss,val_acc\n")
+            for i in range(n_rows):
+                val = f"{loss[i] / 2:.6g},{acc[i] / 2:.6g}" if i % 10 == 0 else ","
+                f.write(f"{i},{i // 1000},{loss[i]:.6g},{acc[i]:.6g},{val}\n")
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", _IMPORT, str(csv), str(Path(d) / "run")],
+                              capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime  # maxrss: KiB on Linux
+        with load_run(Path(d) / "run") as run:
+            steps, values = run.series("train_loss")
+            assert len(steps) == n_rows and len(run.series("val_acc")[0]) == (n_rows + 9) // 10
+            np.testing.assert_allclose(values, loss, rtol=1e-5)
+    print(f"import of a {n_rows}-row metrics.csv: {wall:.2f} s for the whole `phasewatch import` "
+          f"process ({cpu:.2f} s CPU; {float(done.stdout.split()[-1]):.2f} s in import_csv), peak RSS "
+          f"{peak / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -71,9 +71,17 @@ class SafeWandbLogger(WandbLogger):
             self._experiment.finish(exit_code=0 if status == "success" else 1)
 
 
-def build_wandb_logger(run_dir: str, name: str, mode: str = "auto",
-                       project: str = "phasewatch", **kwargs: Any) -> Optional[SafeWandbLogger]:
-    """A started W&B logger writing into ``run_dir/wandb``, or ``None`` (disabled or failed)."""
+STARTUP_TIMEOUT_S = 12.0  # wandb's own default init_timeout is 90 s of silence
+
+
+def build_wandb_logger(run_dir: str, name: str, mode: str = "auto", project: str = "phasewatch",
+                       startup_timeout: float = STARTUP_TIMEOUT_S,
+                       **kwargs: Any) -> Optional[SafeWandbLogger]:
+    """A started W&B logger writing into ``run_dir/wandb``, or ``None`` (disabled or failed).
+
+    Start-up (``wandb.init``, login included) is bounded by ``startup_timeout`` seconds: an
+    unreachable server costs that long, then a warning, and training goes on without W&B.
+    """
     mode = resolve_mode(mode)
     if mode == "disabled":
         return None
@@ -82,7 +90,10 @@ def build_wandb_logger(run_dir: str, name: str, mode: str = "auto",
 
         # No git probing, console capture or system-stats sampler: they cost CPU during
         # training and the run directory already records the config.
-        settings = wandb.Settings(disable_git=True, console="off", x_disable_stats=True)
+        settings = wandb.Settings(disable_git=True, console="off", x_disable_stats=True,
+                                  init_timeout=startup_timeout, login_timeout=startup_timeout / 2,
+                                  x_graphql_retry_max=1,
+                                  x_graphql_timeout_seconds=startup_timeout / 3)
         logger = SafeWandbLogger(name=name, project=project, save_dir=run_dir, offline=mode == "offline",
                                  id=os.path.basename(os.path.normpath(run_dir)), resume="allow",
                                  settings=settings, **kwargs)

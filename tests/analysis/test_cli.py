@@ -110,3 +110,22 @@ def test_run_params_from_config_yaml_and_hparams_meta_skip_bookkeeping(make_run_
     (run / "config.yaml").write_text("seed_everything: 1\ntrainer:\n  default_root_dir: /x\n  max_steps: 9\n"
                                      "model:\n  weight_decay: 1.0\n")
     assert run_params(run) == {"seed_everything": 1, "trainer.max_steps": 9, "model.weight_decay": 1.0}
+
+
+def test_nan_and_non_positive_ratios_are_usage_errors(capsys):
+    for option, value in (("--grok-ratio", "nan"), ("--grok-ratio", "inf"), ("--censor-ratio", "0"),
+                          ("--threshold", "1.5"), ("--threshold", "nan")):
+        with pytest.raises(SystemExit) as e:
+            main(["analyze", "runs/x", option, value])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument {option}" in err and value in err and "Traceback" not in err
+
+
+def test_broken_pipe_exits_quietly(make_run_dir, tmp_path):
+    run = str(make_run_dir(make_run("grokking", 0, duplicate=False).trace))
+    many = " ".join([run] * 40)  # far more than a pipe buffer of JSON
+    proc = subprocess.run(f"{sys.executable} -m phasewatch.analysis.cli analyze {many} --json "
+                          f"--out {tmp_path / 'o'} | head -c 10", shell=True, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.stdout == '{\n "schema' and proc.stderr == "", proc.stderr

@@ -68,7 +68,7 @@ def test_long_csv_with_duplicates_last_wins(tmp_path):
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not a text CSV"),
     (b"", "empty file"),
     (b"epoch,loss\n1,2\n", "no step column"),
-    (b"step,loss\n-3,2\n", "not a non-negative integer"),
+    (b"step,loss\n-3,2\n", r"line 2: step '-3' is not an integer in \[0, 2\*\*63-1\]"),
     (b"step,loss\n1,abc\n", "no numeric values"),
 ])
 def test_foreign_files_give_clear_errors_naming_the_file(tmp_path, content, match):
@@ -89,3 +89,51 @@ def test_cli_import_errors_exit_1_and_refuse_to_overwrite(tmp_path, capsys):
     assert "already holds a trace" in capsys.readouterr().err
     with pytest.raises(ValueError, match="OLD=NEW"):
         parse_mapping(["nonsense"])
+
+
+@pytest.mark.parametrize("cell", ["1e30", "inf", "nan", "-1", "2.5", "9223372036854775808", "abc"])
+def test_out_of_range_step_fails_cleanly_and_leaves_nothing_behind(tmp_path, capsys, cell):
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"step,val/acc\n0,0.1\n\n{cell},0.5\n20,0.9\n")
+    out = tmp_path / "runs" / "imported"
+    out.parent.mkdir()
+    assert main(["import", str(csv), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"line 4: step '{cell}' is not an integer" in err and "m.csv" in err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == []  # no half-made run dir
+    csv.write_text("step,val/acc\n0,0.1\n10,\n20,0.9\n")  # fixed: the retry works
+    assert main(["import", str(csv), "--out", str(out)]) == 0
+    assert load_run(out).series("val/acc")[0].tolist() == [0, 20]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["imported"]
+
+
+def test_wandb_export_with_several_runs_is_refused_listing_them_or_split_by_run(tmp_path, capsys):
+    csv = tmp_path / "chart.csv"
+    csv.write_text('Step,"a - val/acc","a - val/acc__MIN","b - val/acc"\n10,0.2,0.1,0.7\n20,0.5,0.4,0.8\n')
+    assert main(["import", str(csv), "--out", str(tmp_path / "r")]) == 1
+    assert "holds 2 runs ['a', 'b']" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    for run, values in (("a", [0.2, 0.5]), ("b", [0.7, 0.8])):
+        assert main(["import", str(csv), "--out", str(tmp_path / run), "--run", run]) == 0
+        assert load_run(tmp_path / run).series("val/acc")[1].tolist() == values
+    assert main(["import", str(csv), "--out", str(tmp_path / "c"), "--run", "c"]) == 1
+    assert "no run 'c'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("header, extra, dup", [
+    ("step,val/acc,val/acc", [], "val/acc"),                              # same header twice
+    ("step,val_acc,val/acc", ["--map", "val_acc=val/acc"], "val/acc"),   # collide after --map
+    ('Step,"a - loss",loss', [], "loss"),                                 # after the W&B prefix
+])
+def test_columns_that_would_overwrite_each_other_are_refused(tmp_path, capsys, header, extra, dup):
+    csv = tmp_path / "m.csv"
+    csv.write_text(header + "\n1,0.1,0.2\n")
+    assert main(["import", str(csv), "--out", str(tmp_path / "r"), *extra]) == 1
+    assert f"several columns give the series ['{dup}']" in capsys.readouterr().err
+
+
+def test_utf8_bom_and_spaces_after_commas_are_read(tmp_path):
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes("\ufeffstep, val/acc\n0, 0.25\n10, inf\n".encode("utf-8"))
+    run = load_run(import_csv(csv, tmp_path / "run"))
+    assert run.names() == ["val/acc"] and run.series("val/acc")[1].tolist() == [0.25, float("inf")]

@@ -3,6 +3,7 @@ reader running while a writer process writes."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from phasewatch.analysis import RunTrace, TraceStoreError, TraceWriter, load_run
+from phasewatch.analysis.store import RunDirBusy
 
 
 def test_round_trip_scalars_arrays_events_meta(tmp_path):
@@ -203,18 +205,17 @@ def test_array_logs_round_trip_every_dtype_and_shape(tmp_path):
         assert one.shape == arr.shape and one.dtype == arr.dtype and one.flags.writeable, name
 
 
-def test_a_cut_keeps_logs_of_empty_payloads_and_spares_a_live_writers_log(tmp_path):
+def test_a_cut_keeps_logs_of_empty_payloads_and_a_second_writer_is_refused(tmp_path):
     w = TraceWriter(tmp_path)
     w.log_array("empty", 1, np.zeros((0, 3)))
     w.log_array("x", 1, np.ones(2))
-    other = TraceWriter(tmp_path)  # e.g. a second process: holds the lock on its own log
-    other.log_array("y", 2, np.arange(4.0))
+    with pytest.raises(RunDirBusy, match=rf"{tmp_path}: another writer \(PID {os.getpid()}\)"):
+        TraceWriter(tmp_path)  # one writer per run directory, even within one process
     assert w.truncate_after(5) == 0
     w.log_array("x", 6, np.full(2, 6.0))
-    with pytest.raises(ValueError, match=r"x.bin: another writer is appending"):
-        other.log_array("x", 2, np.zeros(2))  # one writer per log, never interleaved offsets
     w.close()
-    other.close()
+    with TraceWriter(tmp_path) as again:  # the lock went with the first writer's close()
+        again.log_array("y", 2, np.arange(4.0))
     run = load_run(tmp_path)
     assert run.array("empty", 1).shape == (0, 3)
     assert run.arrays("x")[1].tolist() == [[1.0, 1.0], [6.0, 6.0]]

@@ -37,9 +37,11 @@ def test_resume_continues_the_same_run_directory(tmp_path: Path, batch: list[str
     assert len([p for p in (tmp_path / "a").iterdir() if not p.is_symlink()]) == 1
 
 
-def test_resume_of_a_folder_phasewatch_did_not_name_fails_early(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"run.resume: 'mine' is not a run id"):
-        main([*COMMON, "--run.resume", str(tmp_path / "mine")])
+def test_resume_of_a_folder_phasewatch_did_not_name_fails_early(tmp_path: Path, capsys) -> None:
+    assert main([*COMMON, "--run.resume", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert "run.resume: 'mine' is not a run id" in err and err.count("\n") == 1
+    assert not (tmp_path / "mine").exists()
 
 
 def test_run_meta_tells_the_analyzer_about_task_and_model(tmp_path: Path) -> None:
