@@ -6,7 +6,6 @@ byte-identical."""
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import sqlite3
 from pathlib import Path

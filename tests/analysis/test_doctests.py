@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
-           "phases", "synthetic", "synthetic_examples", "importers", "schema"]
+           "phases", "synthetic", "synthetic_examples", "importers", "schema", "runlock", "chunks",
+           "store"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,7 +2,6 @@
 checked array paths, tolerant meta, out-of-range steps (real SQLite files, real processes)."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sqlite3
