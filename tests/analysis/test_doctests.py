@@ -6,7 +6,7 @@ import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
            "phases", "synthetic", "synthetic_examples", "importers", "schema", "runlock", "chunks",
-           "store"]
+           "store", "store_background"]
 
 
 @pytest.mark.parametrize("name", MODULES)
