@@ -163,6 +163,8 @@ class PhaseCLI(LightningCLI):
 
     def before_fit(self) -> None:
         _STATE["fitting"] = True
+        if "stderr" not in _STATE:  # PhaseCLI used directly, not through main()
+            return
         buffered, real = _STATE["stderr"]  # options parsed: training's own stderr goes out live
         real.write(buffered.getvalue())
         buffered.seek(0)
