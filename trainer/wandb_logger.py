@@ -90,11 +90,13 @@ def build_wandb_logger(run_dir: str, name: str, mode: str = "auto", project: str
 
         # No git probing, console capture or system-stats sampler: they cost CPU during
         # training and the run directory already records the config.
-        settings = wandb.Settings(disable_git=True, console="off", x_disable_stats=True,
+        settings = wandb.Settings(mode=mode, disable_git=True, console="off", x_disable_stats=True,
                                   init_timeout=startup_timeout, login_timeout=startup_timeout / 2,
                                   x_graphql_retry_max=1,
                                   x_graphql_timeout_seconds=startup_timeout / 3)
-        logger = SafeWandbLogger(name=name, project=project, save_dir=run_dir, offline=mode == "offline",
+        # The mode goes to wandb.init itself: Lightning's offline=True would set WANDB_MODE in
+        # os.environ for the rest of the process (a notebook's next online run included).
+        logger = SafeWandbLogger(name=name, project=project, save_dir=run_dir, mode=mode,
                                  id=os.path.basename(os.path.normpath(run_dir)), resume="allow",
                                  settings=settings, **kwargs)
         logger.experiment  # start now, so a failure shows here and not in the middle of training
