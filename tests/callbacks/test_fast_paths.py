@@ -4,6 +4,7 @@ step vs Lightning's automatic optimization. Every scalar series, array payload a
 real short run with the default callbacks (and a checkpoint) is compared."""
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import warnings
@@ -112,3 +113,44 @@ def test_failed_background_flush_warns_once_and_keeps_the_rows(tmp_path):
     w.close()
     steps, values = load_run(tmp_path).series("a")
     assert steps.tolist() == list(range(40)) and values.tolist() == [float(s) for s in range(40)]
+
+
+@pytest.mark.parametrize("first, then", [(False, True), (True, False)])
+def test_resume_across_step_modes_continues_at_the_checkpoint_step(tmp_path, first, then):
+    """A checkpoint of one optimization mode (e.g. written before lean_step existed) resumes in
+    the other at its own step, and the loss goes on from there."""
+    dm = TaskDataModule("x+y", p=11, frac=0.5, steps_per_epoch=30)
+
+    def fit(lean: bool, steps: int, ckpt_path=None) -> pl.Trainer:
+        torch.manual_seed(0)
+        module = PhaseModule(dm.task, model="embedding_mlp", lr=3e-3, lean_step=lean)
+        trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
+                             callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+                             val_check_interval=10, check_val_every_n_epoch=None,
+                             enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0)
+        trainer.fit(module, dm, ckpt_path=ckpt_path)
+        return trainer
+
+    fit(first, 20)
+    resumed = fit(then, 30, ckpt_path=tmp_path / "last.ckpt")
+    assert resumed.global_step == 30
+    straight = fit(first, 30)
+    assert torch.equal(resumed.callback_metrics["train/loss"], straight.callback_metrics["train/loss"])
+
+
+def test_objects_alive_at_train_start_are_frozen_during_training_only():
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(gc.get_freeze_count())
+
+    dm = TaskDataModule("x+y", p=11, frac=0.5, steps_per_epoch=3)
+    module = PhaseModule(dm.task, model="embedding_mlp")
+    assert gc.get_freeze_count() == 0
+    pl.Trainer(max_steps=3, accelerator="cpu", devices=1, logger=False, callbacks=[Probe()],
+               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+               num_sanity_val_steps=0, limit_val_batches=0).fit(module, dm)
+    assert len(seen) == 3 and min(seen) > 10_000  # torch, Lightning, the model ...
+    assert gc.get_freeze_count() == 0  # handed back to the collector at teardown
