@@ -66,7 +66,7 @@ class ArrayLogs:
 
     def sync(self) -> None:
         """Hand every appended byte to the OS (call before committing the index rows)."""
-        for f in self._files.values():
+        for f in list(self._files.values()):  # a copy: the training thread may open a log meanwhile
             f.flush()
 
     def close(self) -> None:

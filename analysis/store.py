@@ -64,6 +64,8 @@ __all__ = ["SCHEMA_VERSION", "TRACE_FILE", "ARRAYS_DIR", "MAX_STEP", "TraceStore
 
 SCHEMA_VERSION = 2  # 2: array payloads in append-only logs (1: one .npz file per payload)
 TRACE_FILE = "trace.sqlite"
+# buffered rows of one flush: scalars by name id, events, array index rows, meta
+_Batch = tuple[dict[int, tuple[list[int], list[float]]], list[tuple], list[tuple], dict[str, str]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,7 +168,8 @@ class TraceWriter:
             from .store_read import _check_file
             _check_file(self.path)  # never append to a garbage or truncated file
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)  # BackgroundTraceWriter
             conn.execute(f"PRAGMA journal_mode={journal}")
             conn.execute(f"PRAGMA synchronous={'NORMAL' if journal == 'WAL' else 'OFF'}")
             row = None
@@ -278,33 +281,65 @@ class TraceWriter:
     def pending_rows(self) -> int:
         return self._n_scalars + len(self._events) + len(self._arrays) + len(self._meta)
 
+    def _due(self) -> bool:
+        return (self.pending_rows >= self.flush_every_rows
+                or time.monotonic() - self._last_flush >= self.flush_every_s)
+
     def maybe_flush(self) -> None:
         """Flush if ``flush_every_rows`` rows are buffered or ``flush_every_s`` seconds passed."""
-        if (self.pending_rows >= self.flush_every_rows
-                or time.monotonic() - self._last_flush >= self.flush_every_s):
+        if self._due():
             self.flush()
 
     def flush(self) -> None:
-        """Write all buffered rows in one transaction."""
+        """Write all buffered rows in one transaction (kept buffered if it fails)."""
         db = self._db()
+        batch = self._take_batch()
+        if batch is None:
+            return
+        try:
+            self._write_batch(batch, db)
+        except BaseException:
+            self._restore_batch(batch)
+            raise
+
+    def _take_batch(self) -> "_Batch | None":
+        """The buffered rows (the buffers start empty again), or None when there are none."""
         self._last_flush = time.monotonic()
         if not self.pending_rows:
-            return
+            return None
+        batch = (self._scalars, self._events, self._arrays, self._meta)
+        self._scalars, self._events, self._arrays, self._meta = {}, [], [], {}
+        self._n_scalars = 0
+        return batch
+
+    def _restore_batch(self, batch: "_Batch") -> None:
+        """Put the rows of a batch that failed to write back in front of the buffered ones."""
+        scalars, events, arrays, meta = batch
+        for nid, (steps, vals) in self._scalars.items():
+            old = scalars.setdefault(nid, ([], []))
+            old[0].extend(steps)
+            old[1].extend(vals)
+        meta.update(self._meta)
+        self._scalars, self._events, self._arrays, self._meta = \
+            scalars, events + self._events, arrays + self._arrays, meta
+        self._n_scalars = sum(len(steps) for steps, _ in scalars.values())
+
+    def _write_batch(self, batch: "_Batch", db: sqlite3.Connection) -> None:
+        """One transaction with every row of ``batch`` (the payloads reach the OS first)."""
+        scalars, events, arrays, meta = batch
         self._logs.sync()  # payload bytes reach the OS before the rows that point at them
         with _transaction(db):
             self._seq += 1
             seq = self._seq
             db.executemany("INSERT INTO scalars(name_id, seq, step_min, step_max, n, steps, vals) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [(nid, seq, *pack_chunk(st, va)) for nid, (st, va) in self._scalars.items()])
+                           [(nid, seq, *pack_chunk(st, va)) for nid, (st, va) in scalars.items()])
             db.executemany("INSERT OR REPLACE INTO events(step, name, signal, payload) "
-                           "VALUES (?, ?, ?, ?)", self._events)
+                           "VALUES (?, ?, ?, ?)", events)
             db.executemany("INSERT OR REPLACE INTO arrays(name, step, relpath, offset, nbytes, "
-                           "shape, dtype) VALUES (?, ?, ?, ?, ?, ?, ?)", self._arrays)
+                           "shape, dtype) VALUES (?, ?, ?, ?, ?, ?, ?)", arrays)
             db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                           list(self._meta.items()))
-        self._scalars, self._events, self._arrays, self._meta = {}, [], [], {}
-        self._n_scalars = 0
+                           list(meta.items()))
 
     def truncate_after(self, step: int) -> int:
         """Flush, then delete every row with step > ``step`` (and trim the array logs); returns

@@ -13,7 +13,8 @@ from ``self.log`` in ``training_step`` and in-epoch validation arrive at ``globa
 (``_batches_that_stepped`` before its increment), while ``log_scalars`` below logs at
 ``trainer.global_step``. Flushes: every ``flush_every_rows`` rows / ``flush_every_s`` seconds,
 when due at ``save()`` (Lightning calls it every ``log_every_n_steps``), after every checkpoint
-save, and in ``finalize`` (end of fit, also on exceptions). Resuming in the same run dir (pass the same
+save, and in ``finalize`` (end of fit, also on exceptions); the routine ones (rows / seconds)
+run on a writer thread (``BackgroundTraceWriter``), the others wait until written. Resuming in the same run dir (pass the same
 ``version``) supersedes the dead process's rows, see ``phasewatch.analysis.store``.
 
 Example:
@@ -44,6 +45,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from phasewatch.analysis.store import TraceWriter
+from phasewatch.analysis.store_background import BackgroundTraceWriter
 
 __all__ = ["TraceLogger", "find_trace_logger", "log_scalars", "log_array", "set_meta",
            "split_run_id"]
@@ -90,11 +92,13 @@ class TraceLogger(Logger):
         version: run version; default ``YYYYmmdd-HHMMSS-xxxx`` (UTC + random). Pass the same
             version to resume into the same run directory.
         flush_every_rows, flush_every_s: the store's batching (see ``TraceWriter``).
+        background: write routine flushes on a writer thread (``BackgroundTraceWriter``), off
+            the training thread; False writes them in the calling thread (``TraceWriter``).
     """
 
     def __init__(self, root_dir: str | os.PathLike = "runs", name: str | None = "run",
                  version: str | int | None = None, flush_every_rows: int = 1000,
-                 flush_every_s: float = 5.0) -> None:
+                 flush_every_s: float = 5.0, background: bool = True) -> None:
         super().__init__()
         name = "run" if name is None else str(name)
         version = _default_version() if version is None else str(version)
@@ -111,6 +115,7 @@ class TraceLogger(Logger):
         self.run_id = f"{name}-{version}"
         self._flush_every_rows = int(flush_every_rows)
         self._flush_every_s = float(flush_every_s)
+        self._writer = BackgroundTraceWriter if background else TraceWriter
         self._store: TraceWriter | None = None
         self._sessions = 0
         self._last_step = 0
@@ -148,9 +153,9 @@ class TraceLogger(Logger):
         if self._store is None or self._store.closed:
             # the first writer of this logger applies the resume supersede rule; a reopen after
             # finalize (e.g. trainer.test after fit) continues the same logical session
-            self._store = TraceWriter(self.log_dir, flush_every_rows=self._flush_every_rows,
-                                      flush_every_s=self._flush_every_s,
-                                      supersede=self._sessions == 0)
+            self._store = self._writer(self.log_dir, flush_every_rows=self._flush_every_rows,
+                                       flush_every_s=self._flush_every_s,
+                                       supersede=self._sessions == 0)
             self._sessions += 1
             if self._sessions == 1:  # a reopen after finalize keeps the recorded status
                 self._store.set_meta("run_id", self.run_id)

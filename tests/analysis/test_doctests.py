@@ -6,7 +6,8 @@ import pytest
 
 MODULES = ["signals", "events", "classify", "memtrace", "analyzer", "aggregate", "memorization",
            "phases", "segments", "phase_signatures", "synthetic", "synthetic_examples", "importers", "schema",
-           "runlock", "chunks", "store", "names", "cli_errors"]
+           "runlock", "chunks", "store", "names", "cli_errors",
+           "store_background"]
 
 
 @pytest.mark.parametrize("name", MODULES)
