@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``phasewatch`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "fit":
-        from phasewatch.trainer.cli import main as fit_main  # torch only here
+        from phasewatch.trainer.fit_help import main as fit_main  # torch only past its cached --help
         return fit_main(argv[1:])
     ap = build_parser()
     args = ap.parse_args(argv)
