@@ -128,3 +128,22 @@ def test_without_the_tensorboard_package_one_line_says_what_to_install(tb_run, t
     assert main(["import", str(tb_run[0]), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'phasewatch[tensorboard]'" in err[0]
+
+
+def test_tf2_style_tensor_scalars_named_by_their_first_value(tmp_path):
+    """tf.summary.scalar writes tensors; the `scalars` plugin is named on a tag's first value only."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from phasewatch.analysis.tb_events import read_event_series
+
+    writer = EventFileWriter(str(tmp_path))
+    for step, value in [(0, 0.25), (5, 0.5), (9, 1.0)]:
+        summary = scalar_pb("val/acc", value)
+        if step:
+            summary.value[0].ClearField("metadata")
+        writer.add_event(Event(step=step, summary=summary))
+    writer.close()
+    steps, values = read_event_series(tmp_path)["val/acc"]
+    assert steps.tolist() == [0, 5, 9] and values.tolist() == [0.25, 0.5, 1.0]
