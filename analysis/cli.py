@@ -105,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--stale", type=positive, default=120.0,
                    help="a running run without new data for this many seconds is 'stalled'")
     _add_analysis_options(w)
-    i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) into a run directory")
-    i.add_argument("file", help="metrics.csv (Lightning CSVLogger) or a Lightning log directory "
-                                "(its newest metrics.csv), W&B history CSV, or step,name,value CSV")
+    i = sub.add_parser("import", help="turn a CSV trace (Lightning, W&B, long) or TensorBoard "
+                                      "event files into a run directory")
+    i.add_argument("file", help="metrics.csv (Lightning CSVLogger), a TensorBoard event file, a "
+                                "Lightning log directory (its newest metrics.csv, else its newest "
+                                "folder of event files), W&B history CSV, or step,name,value CSV")
     i.add_argument("--out", required=True, help="run directory to create")
-    i.add_argument("--format", choices=("auto", "lightning", "wandb", "long"), default="auto")
+    i.add_argument("--format", choices=("auto", "lightning", "wandb", "long", "tensorboard"),
+                   default="auto")
     i.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                    help="rename a column/series (repeatable), e.g. --map val_acc=val/acc")
     i.add_argument("--step-column", default=None, help="name of the step column (auto-detected)")
@@ -228,10 +231,19 @@ def _cmd_watch(args) -> int:
 
 def _cmd_import(args) -> int:
     from .importers import import_csv, parse_mapping
-    from .log_dirs import find_metrics_file
-    out = import_csv(find_metrics_file(args.file), args.out, fmt=args.format,
-                     mapping=parse_mapping(args.map), step_column=args.step_column, run=args.run)
-    print(f"imported {args.file} -> {out}")
+    from .log_dirs import find_trace_source
+    kind, source = find_trace_source(args.file)
+    if args.format == "tensorboard" or kind == "tensorboard" and args.format == "auto":
+        if args.step_column or args.run:
+            print("phasewatch import: error: --step-column and --run apply to CSV files only, "
+                  f"not to the TensorBoard events of {source}", file=sys.stderr)
+            return 2
+        from .tb_events import import_events
+        out = import_events(source, args.out, mapping=parse_mapping(args.map))
+    else:
+        out = import_csv(source, args.out, fmt=args.format, mapping=parse_mapping(args.map),
+                         step_column=args.step_column, run=args.run)
+    print(f"imported {source} -> {out}")
     return 0
 
 
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``phasewatch`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "fit":
-        from phasewatch.trainer.cli import main as fit_main  # torch only here
+        from phasewatch.trainer.fit_help import main as fit_main  # torch only past its cached --help
         return fit_main(argv[1:])
     ap = build_parser()
     args = ap.parse_args(argv)

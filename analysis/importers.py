@@ -42,7 +42,7 @@ from collections import Counter
 
 import numpy as np
 
-__all__ = ["parse_mapping", "detect_format", "import_csv"]
+__all__ = ["parse_mapping", "detect_format", "import_csv", "check_out_dir", "write_run_dir"]
 
 WANDB_DROP = {"_runtime", "_timestamp", "_step", "_wandb"}
 FORMATS = ("auto", "long", "wandb", "lightning")
@@ -212,16 +212,30 @@ def _factorize(col) -> tuple[np.ndarray, list[str]]:
 def import_csv(path, out_dir, fmt: str = "auto", mapping: dict | None = None,
                step_column: str | None = None, run: str | None = None) -> str:
     """Write the CSV at ``path`` as the new run directory ``out_dir`` (atomically); return it."""
-    from .store import TRACE_FILE, TraceWriter
+    check_out_dir(str(out_dir))
+    fmt, series = read_series(str(path), fmt, mapping, step_column, run)
+    return write_run_dir(series, out_dir, path, fmt)
 
-    path, out_dir = str(path), str(out_dir)
+
+def check_out_dir(out_dir: str) -> None:
+    """ValueError unless ``out_dir`` is new or an empty folder (an import never overwrites)."""
+    from .store import TRACE_FILE
+
     if os.path.exists(os.path.join(out_dir, TRACE_FILE)):
         raise ValueError(f"{out_dir}: already holds a trace; choose a new --out directory")
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise ValueError(f"{out_dir}: exists and is not an empty folder; choose a new --out directory")
-    fmt, series = read_series(path, fmt, mapping, step_column, run)
+
+
+def write_run_dir(series: dict, out_dir, source, fmt: str) -> str:
+    """Write ``{name: (steps, values)}`` read from ``source`` as the new run directory
+    ``out_dir``: built in a hidden folder beside it, renamed into place when complete."""
+    from .store import TraceWriter
+
+    out_dir = str(out_dir)
+    check_out_dir(out_dir)
     if not series:
-        raise ValueError(f"{path}: no numeric values found")
+        raise ValueError(f"{source}: no numeric values found")
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out_dir))}.import-", dir=parent)
@@ -229,7 +243,7 @@ def import_csv(path, out_dir, fmt: str = "auto", mapping: dict | None = None,
         with TraceWriter(tmp, scratch=True) as w:
             for name, (steps, values) in series.items():
                 w.log_series(name, steps, values)
-            w.set_meta("imported_from", os.path.abspath(path))
+            w.set_meta("imported_from", os.path.abspath(source))
             w.set_meta("import_format", fmt)
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)  # empty (checked above); rename() onto it is not portable

@@ -105,8 +105,7 @@ def test_import_a_lightning_log_directory_takes_its_newest_metrics_csv(tmp_path,
     with load_run(tmp_path / "run") as run:
         assert run.series("train_acc_step")[1].tolist() == [0.9]
         assert run.series("val_acc")[1].tolist() == [0.45]
-    (tmp_path / "tb").mkdir()
-    (tmp_path / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
-    assert main(["import", str(tmp_path / "tb"), "--out", str(tmp_path / "run2")]) != 0
+    (tmp_path / "nothing" / "version_0").mkdir(parents=True)
+    assert main(["import", str(tmp_path / "nothing"), "--out", str(tmp_path / "run2")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "TensorBoard event files only" in err[0]
+    assert len(err) == 1 and "no metrics.csv and no TensorBoard event files below" in err[0]

@@ -1,6 +1,8 @@
 """A TransformerLens model through TransformerLensAdapter: the attention, ablation and Fourier
-probes write their arrays. Skipped when transformer_lens is not installed (it is a large optional
-extra, ``pip install 'phasewatch[transformerlens]'``, not in the CI test extra)."""
+probes write their arrays. Skipped when transformer_lens is not installed: it is a large optional
+extra (``pip install 'phasewatch[transformerlens]'``), not in the test extra; ``.ci/run``
+installs it, so CI runs this test (TransformerLens 4.x; 2.x/3.x ``HookedTransformer`` where
+that is the installed release)."""
 import math
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-tl = pytest.importorskip("transformer_lens", reason="transformer_lens not installed (optional extra "
-                                                    "`transformerlens`; large, so not in CI)")
+tl = pytest.importorskip("transformer_lens", reason="transformer_lens not installed: pip install "
+                                                    "'phasewatch[transformerlens]' (large, so not in "
+                                                    "the test extra; .ci/run installs it)")
 
 from phasewatch.callbacks import (AblationProbe, AttentionProbe, CircuitCheckpoint, FourierProbe,  # noqa: E402
                                   TransformerLensAdapter)
