@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="key frequencies (integers 1..(p-1)/2); default: the last snapshot's")
     pr.add_argument("--json", action="store_true", help="print the result as JSON")
     pr.add_argument("--no-write", action="store_true", help="print only; leave the run unchanged")
+    pr.add_argument("--llc", action="store_true", help="instead: the local learning coefficient "
+                    "(SGLD) at each weight snapshot, written as llc/lambda_hat, llc/std")
+    pr.add_argument("--steps", default=None, metavar="S1,S2,...", help="--llc: only these snapshots")
+    pr.add_argument("--chains", type=int, default=4, help="--llc: SGLD chains (default 4)")
+    pr.add_argument("--draws", type=int, default=200, help="--llc: draws per chain (default 200)")
     from .predict_cli import add_parser as add_predict
     add_predict(sub)
     s = sub.add_parser("sweep", help="run a grid of trials on Dask (resumable; see sweeps/)")
@@ -145,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_probe(args) -> int:
     from phasewatch.trainer.probe_cli import ProbeUsageError, main  # torch only here
     try:
+        if args.llc:
+            from phasewatch.trainer.llc_snapshots import main as llc_main
+            return llc_main(args)
         return main(args.run, args.key_freqs, args.json, write=not args.no_write)
     except ProbeUsageError as e:
         print(f"phasewatch probe: error: {e}", file=sys.stderr)

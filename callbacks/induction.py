@@ -52,8 +52,15 @@ __all__ = ["InductionProbe", "RepeatSet", "sample_repeats", "prefix_matching_sco
 
 def sample_repeats(n: int, vocab: int, length: int, segment: int,
                    generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """``n`` random sequences [n, length] whose segment at ``src`` is copied to a random later
-    ``dst`` (``src + segment <= dst <= length - segment``); returns (seq, src, dst).
+    """``n`` random sequences [n, length] whose ``segment`` tokens from ``src`` reappear from a
+    random later ``dst`` (``src < dst <= length - segment``); returns (seq, src, dst).
+
+    The copy runs token by token, so a repeat that overlaps its source (``dst - src < segment``)
+    makes the stretch periodic: every repeated token still equals the token ``dst - src`` earlier.
+    Gaps down to 1 leave the canonical circuit (previous-token head + induction head) as the one
+    solution for every gap; with gaps >= segment a head ``L`` positions back (any L <= segment)
+    serves as well (measured: a 2-layer model formed lag-11/12 heads instead, see
+    configs/induction_heads.yaml).
 
     Example:
         >>> seq, src, dst = sample_repeats(4, 10, 12, 3, torch.Generator().manual_seed(0))
@@ -63,11 +70,11 @@ def sample_repeats(n: int, vocab: int, length: int, segment: int,
     """
     seq = torch.randint(0, vocab, (n, length), generator=generator)
     u = torch.rand(n, 2, generator=generator)
-    src = (u[:, 0] * (length - 2 * segment + 1)).long()
-    dst = src + segment + (u[:, 1] * (length - 2 * segment + 1 - src)).long()
-    k = torch.arange(segment)
-    rows = torch.arange(n)[:, None]
-    seq[rows, dst[:, None] + k] = seq[rows, src[:, None] + k]
+    src = (u[:, 0] * (length - segment)).long()                      # 0 .. length - segment - 1
+    dst = src + 1 + (u[:, 1] * (length - segment - src)).long()      # src + 1 .. length - segment
+    rows = torch.arange(n)
+    for k in range(segment):  # in order: an overlapping repeat copies already-copied tokens
+        seq[rows, dst + k] = seq[rows, src + k]
     return seq, src, dst
 
 

@@ -1,13 +1,15 @@
 """Overhead of the InductionProbe at its cadence in configs/induction_heads.yaml ("log:10,min:25,max:100").
 
-Trains the 2-layer induction config (attention-only, d_model 64, 4 heads, vocabulary 64, length
-48, batches of 64; no other phasewatch callbacks) for ``--steps`` steps with
-``CircuitCheckpoint([InductionProbe()])`` and reports, in process CPU time (one torch thread),
-the time inside the checkpoint's hooks as a share of the rest of the same run (the measure of
-scripts/bench_callbacks.py, free of run-to-run noise), plus the number of probe calls. Log-spaced
-cadences are dense early, so a run shorter than the config's 4,000 steps over-states the share.
+Trains the 2-layer induction config (attention-only, d_model 64, 4 heads, pre-LayerNorm,
+vocabulary 64, length 48, batches of 64, lr 3e-3; no other phasewatch callbacks) for ``--steps``
+steps with ``CircuitCheckpoint([InductionProbe()])`` and reports, in process CPU time (one torch
+thread), the time inside the checkpoint's hooks as a share of the rest of the same run (the
+measure of scripts/bench_callbacks.py, free of run-to-run noise), plus the number of probe
+calls; then the same run without the probe, side by side (CPU time of the whole fit; on a
+shared machine its noise is a few percent). Log-spaced cadences are dense early, so a run
+shorter than the config's 1,500 steps over-states the share.
 
-    .venv/bin/python scripts/bench_induction.py                     # full 4,000 steps
+    .venv/bin/python scripts/bench_induction.py                     # full 1,500 steps
     .venv/bin/python scripts/bench_induction.py --steps 300         # smoke
     .venv/bin/python scripts/bench_induction.py --per-call 20       # quick: median CPU time of
         # one probe call and of one training step, projected onto the cadence's calls in --steps
@@ -28,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_callbacks import Clock, time_hooks  # noqa: E402
 
 from phasewatch.callbacks import CircuitCheckpoint, InductionProbe, TraceLogger  # noqa: E402
+from phasewatch.callbacks.cadence import Cadence  # noqa: E402
 from phasewatch.trainer.data import TaskDataModule  # noqa: E402
 from phasewatch.trainer.module import PhaseModule  # noqa: E402
 
@@ -36,7 +39,7 @@ CADENCE = "log:10,min:25,max:100"
 
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--cadence", default=CADENCE)
     ap.add_argument("--per-call", type=int, default=0, metavar="K",
                     help="time K probe calls and K training steps instead of a whole run")
@@ -45,29 +48,45 @@ def main(argv=None) -> float:
     torch.manual_seed(0)
     if args.per_call:
         return per_call(args)
-    dm = TaskDataModule("induction", batch_size=64, steps_per_epoch=args.steps,
-                        task_kwargs={"vocab": 64, "length": 48, "segment": 12, "n_eval": 256})
-    module = PhaseModule(dm.task, model="attn_only", lr=1e-3, weight_decay=0.01,
-                         model_kwargs={"d_model": 64, "n_heads": 4, "n_layers": 2})
-    probe = CircuitCheckpoint([InductionProbe()], cadence=args.cadence)
-    spent: dict[str, float] = defaultdict(float)
-    time_hooks(probe, spent)
-    clock = Clock()
-    with tempfile.TemporaryDirectory() as root:
-        trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", devices=1,
-                             callbacks=[clock, probe], logger=TraceLogger(root, name="bench"),
-                             limit_val_batches=0, enable_progress_bar=False,
-                             enable_model_summary=False, enable_checkpointing=False,
-                             num_sanity_val_steps=0)
-        trainer.fit(module, datamodule=dm)
-    total = Clock.clock() - clock.t0
-    inside = sum(spent.values())
-    calls = len(probe.cadence.steps(args.steps))
+    total, inside = _fit(args, probe=True)
+    calls = len(Cadence.parse(args.cadence).steps(args.steps))
     share = inside / (total - inside)
     print(f"steps {args.steps}, cadence {args.cadence!r}: {calls} probe calls, "
           f"{inside:.2f} s in the probe, {total - inside:.2f} s the rest (CPU)")
     print(f"induction probe overhead: {share:.2%}")
+    bare, _ = _fit(args, probe=False)
+    print(f"side by side: {total:.2f} s with the probe, {bare:.2f} s without (CPU): "
+          f"{total / bare - 1:+.2%}")
     return share
+
+
+def _module(steps: int) -> tuple[TaskDataModule, PhaseModule]:
+    dm = TaskDataModule("induction", batch_size=64, steps_per_epoch=steps,
+                        task_kwargs={"vocab": 64, "length": 48, "segment": 12, "n_eval": 256})
+    module = PhaseModule(dm.task, model="attn_only", lr=3e-3, weight_decay=0.01,
+                         model_kwargs={"d_model": 64, "n_heads": 4, "n_layers": 2,
+                                       "layer_norm": True})
+    return dm, module
+
+
+def _fit(args, probe: bool) -> tuple[float, float]:
+    """CPU seconds of one training run from its start, and of them inside the probe's hooks."""
+    torch.manual_seed(0)
+    dm, module = _module(args.steps)
+    clock, spent = Clock(), defaultdict(float)
+    callbacks: list = [clock]
+    if probe:
+        cb = CircuitCheckpoint([InductionProbe()], cadence=args.cadence)
+        time_hooks(cb, spent)
+        callbacks.append(cb)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", devices=1,
+                             callbacks=callbacks, logger=TraceLogger(root, name="bench"),
+                             limit_val_batches=0, enable_progress_bar=False,
+                             enable_model_summary=False, enable_checkpointing=False,
+                             num_sanity_val_steps=0)
+        trainer.fit(module, datamodule=dm)
+    return Clock.clock() - clock.t0, sum(spent.values())
 
 
 def per_call(args) -> float:
@@ -77,13 +96,8 @@ def per_call(args) -> float:
 
     from phasewatch.callbacks._base import eval_mode
     from phasewatch.callbacks.circuit import ProbeContext
-    from phasewatch.callbacks.cadence import Cadence
-
-    dm = TaskDataModule("induction", batch_size=64, steps_per_epoch=3 * args.per_call,
-                        task_kwargs={"vocab": 64, "length": 48, "segment": 12, "n_eval": 256})
-    module = PhaseModule(dm.task, model="attn_only", lr=1e-3, weight_decay=0.01,
-                         model_kwargs={"d_model": 64, "n_heads": 4, "n_layers": 2})
-    opt = torch.optim.AdamW(module.model.parameters(), lr=1e-3, weight_decay=0.01)
+    dm, module = _module(3 * args.per_call)
+    opt = torch.optim.AdamW(module.model.parameters(), lr=3e-3, weight_decay=0.01)
     probe, batches = InductionProbe(), iter(dm.train_dataloader())
     step_t, probe_t = [], []
     for i in range(2 * args.per_call):

@@ -2,9 +2,10 @@
 transformers with 1+ layers (Olsson et al. 2022; see docs/science.md#induction-heads-and-in-context-learning).
 
 Each sequence has ``length`` uniform random tokens; a random ``segment``-token stretch starting
-at ``a`` is copied to a random later start ``b`` (``a + segment <= b <= length - segment``), so
-its position carries no information: only an induction circuit (find the earlier occurrence of
-the current token, copy the token after it) predicts the repeat. Models read ``x = seq[:-1]``
+at ``a`` is copied, token by token, to a random later start ``b`` (``a < b <= length - segment``;
+a repeat overlapping its source makes the stretch periodic), so its position carries no
+information: only an induction circuit (find the earlier occurrence of the current token, copy
+the token after it) predicts the repeat at every gap ``b - a``. Models read ``x = seq[:-1]``
 and predict ``y = seq[1:]`` at every position. Training batches are fresh each step (batch g is
 a pure function of the seed and g); the fixed ``train_x`` / ``val_x`` sets are evaluation sets.
 
@@ -121,10 +122,12 @@ class FreshBatches:
 
 
 class _Block(nn.Module):
-    """Attention (+ optional ReLU MLP), pre-LayerNorm-free residual block."""
+    """Attention (+ optional ReLU MLP) residual block; ``ln`` reads the residual (pre-LN) or is
+    the identity."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, d_mlp: int):
+    def __init__(self, d_model: int, n_heads: int, d_head: int, d_mlp: int, layer_norm: bool):
         super().__init__()
+        self.ln = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
         self.attn = Attention(d_model, n_heads, d_head, std=1 / math.sqrt(d_model))
         self.mlp = (nn.Sequential(nn.Linear(d_model, d_mlp), nn.ReLU(), nn.Linear(d_mlp, d_model))
                     if d_mlp else None)
@@ -133,7 +136,9 @@ class _Block(nn.Module):
 
 class AttnOnlyTransformer(nn.Module):
     """Causal transformer with ``n_layers`` attention-only blocks (``d_mlp > 0`` adds MLPs),
-    learned token and position embeddings, no LayerNorm; logits at every position.
+    learned token and position embeddings; logits at every position. ``layer_norm=True``: a
+    LayerNorm before each block's attention and before the unembedding (pre-LN, as
+    TransformerLens' attention-only models); the MLP, if any, reads the residual directly.
 
     Hooks (TransformerLens style, as the other built-in transformers): ``blocks[i].attn.hook_pattern``
     [B, H, T, T]; ``blocks[i].attn.hook_z`` [B, H, T, d_head] (may be replaced: ablation);
@@ -148,7 +153,7 @@ class AttnOnlyTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, seq_len: int, n_classes: Optional[int] = None,
                  d_model: int = 64, n_heads: int = 4, d_head: Optional[int] = None,
-                 n_layers: int = 2, d_mlp: int = 0):
+                 n_layers: int = 2, d_mlp: int = 0, layer_norm: bool = False):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers={n_layers} must be >= 1")
@@ -163,8 +168,9 @@ class AttnOnlyTransformer(nn.Module):
         std = 1 / math.sqrt(d_model)
         self.W_E = nn.Parameter(torch.randn(vocab_size, d_model) * std)
         self.W_pos = nn.Parameter(torch.randn(seq_len, d_model) * std)
-        self.blocks = nn.ModuleList([_Block(d_model, n_heads, d_head, d_mlp)
+        self.blocks = nn.ModuleList([_Block(d_model, n_heads, d_head, d_mlp, layer_norm)
                                      for _ in range(n_layers)])
+        self.ln_final = nn.LayerNorm(d_model) if layer_norm else nn.Identity()
         self.W_U = nn.Parameter(torch.randn(d_model, vocab_size) * std)
         self.hook_neurons = nn.Identity()  # the last block's MLP neurons (when there are MLPs)
 
@@ -174,7 +180,7 @@ class AttnOnlyTransformer(nn.Module):
         last = len(self.blocks) - 1
         for i, blk in enumerate(self.blocks):
             at = blk.attn
-            pattern, z = at.attend(*at.qkv(h))
+            pattern, z = at.attend(*at.qkv(blk.ln(h)))
             at.hook_pattern(pattern)
             h = h + at.out(at.hook_z(z).transpose(1, 2))
             if blk.mlp is not None:
@@ -182,17 +188,24 @@ class AttnOnlyTransformer(nn.Module):
                 if i == last:
                     post = self.hook_neurons(post)
                 h = h + blk.hook_mlp_out(blk.mlp[2](post))
-        return h @ self.W_U
+        return self.ln_final(h) @ self.W_U
 
     def ov_circuits(self) -> Tensor:
-        """[L, H, V, V]: entry [l, h, s, t] = logit of t added when head (l, h) attends to token s."""
+        """[L, H, V, V]: entry [l, h, s, t] = logit of t added when head (l, h) attends to token s.
+
+        With LayerNorm the path is taken for the token alone: the block's LayerNorm applied to
+        the token embedding, the final one's centring and gain (not its data-dependent scale)."""
         out = []
+        unembed = self.W_U
+        if isinstance(self.ln_final, nn.LayerNorm):
+            gain = self.ln_final.weight[:, None] * self.W_U
+            unembed = gain - gain.mean(0, keepdim=True)  # centring: (I - 11^T/d) then gain
         for blk in self.blocks:
             at = blk.attn
             H, dh = at.n_heads, at.d_head
-            v = torch.einsum("sd,hed->hse", self.W_E, at.W_V)                   # [H, V, dh]
+            v = torch.einsum("sd,hed->hse", blk.ln(self.W_E), at.W_V)           # [H, V, dh]
             o = at.W_O.reshape(-1, H, dh).permute(1, 2, 0)                       # [H, dh, d]
-            out.append(v @ o @ self.W_U)                                         # [H, V, V]
+            out.append(v @ o @ unembed)                                          # [H, V, V]
         return torch.stack(out)
 
     def embedding_tables(self) -> dict[str, Tensor]:

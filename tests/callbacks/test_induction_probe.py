@@ -73,12 +73,14 @@ def test_sample_repeats_random_offset_and_copy():
     seq, src, dst = sample_repeats(4000, V, LENGTH, SEG, torch.Generator().manual_seed(0))
     for i in range(50):
         s, d = int(src[i]), int(dst[i])
-        assert d >= s + SEG and d + SEG <= LENGTH
+        assert d > s and d + SEG <= LENGTH
         assert torch.equal(seq[i, s:s + SEG], seq[i, d:d + SEG])
+        # overlapping repeats are periodic: every repeated token equals the one d - s back
+        assert all(int(seq[i, j]) == int(seq[i, j - (d - s)]) for j in range(d, d + SEG))
     offsets = (dst - src).numpy()
-    # every admissible offset occurs: position alone cannot predict the repeat
-    assert set(np.unique(offsets)) == set(range(SEG, LENGTH - SEG + 1))
-    assert set(np.unique(dst.numpy())) == set(range(SEG, LENGTH - SEG + 1))
+    # every admissible offset occurs, overlapping ones too: position alone cannot predict the repeat
+    assert set(np.unique(offsets)) == set(range(1, LENGTH - SEG + 1))
+    assert set(np.unique(dst.numpy())) == set(range(1, LENGTH - SEG + 1))
 
 
 def test_scores_on_hand_built_patterns(repeat_set):
@@ -88,7 +90,9 @@ def test_scores_on_hand_built_patterns(repeat_set):
     T = LENGTH - 1
     # independent: uniform causal attention to key s+k+1 from query d+k is 1 / (d + k + 1)
     uni = np.mean([1 / (int(d) + k + 1) for d in repeat_set.dst for k in range(SEG - 1)])
-    np.testing.assert_allclose(pm, [[0.0, uni], [1.0, 0.0]], atol=1e-6)
+    # the previous-token head and the self-attending head meet key s+k+1 at gaps 2 and 1
+    gap = (repeat_set.dst - repeat_set.src).numpy()
+    np.testing.assert_allclose(pm, [[np.mean(gap == 2), uni], [1.0, np.mean(gap == 1)]], atol=1e-6)
     uni_prev = np.mean([1 / (i + 1) for i in range(1, T)])
     ind_prev = np.mean([np.mean([1.0 if (int(d) <= i < int(d) + SEG - 1 and int(s) + i - int(d) + 1 == i - 1)
                                  else (0.0 if int(d) <= i < int(d) + SEG - 1 else 1 / (i + 1))

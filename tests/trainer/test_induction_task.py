@@ -14,7 +14,7 @@ def test_task_sets_targets_and_repeats():
     assert torch.equal(seq[:, 1:-1], t.train_x[:, 1:])
     for i in range(40):
         a, b = int(t.train_src[i]), int(t.train_dst[i])
-        assert torch.equal(seq[i, a:a + 6], seq[i, b:b + 6]) and a + 6 <= b <= 24
+        assert torch.equal(seq[i, a:a + 6], seq[i, b:b + 6]) and a < b <= 24
     assert not torch.equal(t.train_x, t.val_x)
     with pytest.raises(ValueError, match="segment=16"):
         build_induction_task(length=30, segment=16)
@@ -30,9 +30,14 @@ def test_fresh_batches_differ_per_step_and_resume_exactly():
         TaskDataModule(task="induction", batch_size=None)
 
 
-def test_model_is_causal_and_ov_circuit_matches_a_direct_path():
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_model_is_causal_and_ov_circuit_matches_a_direct_path(layer_norm):
     torch.manual_seed(0)
-    m = AttnOnlyTransformer(vocab_size=12, seq_len=9, d_model=16, n_heads=2, n_layers=2, d_mlp=8)
+    m = AttnOnlyTransformer(vocab_size=12, seq_len=9, d_model=16, n_heads=2, n_layers=2, d_mlp=8,
+                            layer_norm=layer_norm)
+    for p in m.parameters():  # LayerNorm gains / biases away from their 1 / 0 init
+        if p.dim() == 1:
+            p.data.uniform_(0.5, 1.5)
     x = torch.randint(0, 12, (3, 9))
     y = x.clone()
     y[:, 6] = (y[:, 6] + 1) % 12
@@ -43,8 +48,15 @@ def test_model_is_causal_and_ov_circuit_matches_a_direct_path():
     at = m.blocks[0].attn
     s = 5
     z = torch.zeros(2, at.d_head)
-    z[1] = at.W_V[1] @ m.W_E[s]
-    direct = at.out(z) @ m.W_U
+    emb = m.W_E[s]
+    if layer_norm:  # by hand: the block's LayerNorm of the token alone; the final one's centring and gain
+        ln = m.blocks[0].ln
+        emb = (emb - emb.mean()) / torch.sqrt(emb.var(unbiased=False) + ln.eps) * ln.weight + ln.bias
+    z[1] = at.W_V[1] @ emb
+    out = at.out(z)
+    if layer_norm:
+        out = (out - out.mean()) * m.ln_final.weight
+    direct = out @ m.W_U
     assert torch.allclose(m.ov_circuits()[0, 1, s], direct, atol=1e-5)
     assert sorted(m.components()) == ["blocks.0.attn.head0", "blocks.0.attn.head1", "blocks.0.mlp",
                                       "blocks.1.attn.head0", "blocks.1.attn.head1", "blocks.1.mlp"]
