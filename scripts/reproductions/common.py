@@ -33,7 +33,8 @@ FIGURE_DIR = REPO / "docs" / "reproductions"
 def env() -> dict:
     """The environment of every training subprocess: one thread, W&B off."""
     e = dict(os.environ)
-    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled")
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PHASEWATCH_THREADS="1",
+             WANDB_MODE="disabled")
     return e
 
 
