@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("name", nargs="?", help=f"one of {', '.join(NAMES)}")
     ap.add_argument("--quick", action="store_true", help="reduced scale (minutes on 2 cores)")
     ap.add_argument("--out", default=None, help="run folder (default runs/reproductions/NAME[-quick])")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="sweep workers (default 1; 2 only when nothing else trains)")
     ap.add_argument("--docs", default=str(REPO / "docs"), help="docs folder (default: the repo's)")
     ap.add_argument("--render-only", action="store_true", help="only re-render the page")
     args = ap.parse_args(argv)
@@ -78,6 +80,10 @@ def main(argv=None) -> int:
         what = f"NAME {args.name!r} is not a reproduction" if args.name else "give a NAME"
         print(f"reproduce.py: {what}; choose one of: {', '.join(NAMES)}", file=sys.stderr)
         return 2
+    if args.workers < 1:
+        print(f"reproduce.py: --workers {args.workers} must be >= 1", file=sys.stderr)
+        return 2
+    os.environ["PHASEWATCH_REPRO_WORKERS"] = str(args.workers)
     out = args.out or str(REPO / "runs" / "reproductions" / f"{args.name}{'-quick' if args.quick else ''}")
     t0 = time.time()
     result = load(args.name).run(args.quick, out)

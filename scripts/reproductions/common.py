@@ -38,6 +38,12 @@ def env() -> dict:
     return e
 
 
+def workers() -> int:
+    """Sweep workers for a reproduction: ``reproduce.py --workers`` (env
+    ``PHASEWATCH_REPRO_WORKERS``), default 1 (the machine may be shared)."""
+    return int(os.environ.get("PHASEWATCH_REPRO_WORKERS", "1"))
+
+
 def phasewatch(*args: str) -> None:
     """Run ``phasewatch ARGS...`` from the repository root; raise with its stderr tail if it fails."""
     cmd = [sys.executable, "-m", "phasewatch.analysis.cli", *map(str, args)]
