@@ -52,7 +52,7 @@ def render(docs: Path) -> Path:
                 with open(path) as f:
                     result = json.load(f)
                 break
-        figures = [os.path.relpath(REPO / f, REPO / "docs") for f in (result or {}).get("figures", [])]
+        figures = [os.path.relpath(REPO / f, docs) for f in (result or {}).get("figures", [])]
         sections.append({"name": name, "result": result, "figures": figures,
                          "title": (result or {}).get("title", name),
                          "table": markdown_table(result["table"]) if result else ""})
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
         print(f"reproduce.py: --workers {args.workers} must be >= 1", file=sys.stderr)
         return 2
     os.environ["PHASEWATCH_REPRO_WORKERS"] = str(args.workers)
+    os.environ["PHASEWATCH_REPRO_DOCS"] = str(docs.resolve())
     out = args.out or str(REPO / "runs" / "reproductions" / f"{args.name}{'-quick' if args.quick else ''}")
     t0 = time.time()
     result = load(args.name).run(args.quick, out)

@@ -46,7 +46,8 @@ def _result(name, verdict, **kw):
 def test_page_rendered_from_the_jsons_present(tmp_path):
     rep = tmp_path / "reproductions"
     rep.mkdir()
-    (rep / "liu.json").write_text(json.dumps(_result("liu", "partly")))
+    fig = str(rep / "liu.png")  # outside the repo: kept absolute in the JSON, relative on the page
+    (rep / "liu.json").write_text(json.dumps(_result("liu", "partly", figures=[fig])))
     (rep / "power.quick.json").write_text(json.dumps(_result("power", "reproduced", scale="quick")))
     proc = _cli("--render-only", "--docs", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -59,7 +60,7 @@ def test_page_rendered_from_the_jsons_present(tmp_path):
         assert f"Not run yet: `python scripts/reproduce.py {name}`" in missing
     assert "**Verdict: partly.** because liu" in liu
     assert "| a | 1234 |" in liu and "| b | - |" in liu
-    assert "![liu](reproductions/liu.png)" in liu  # relative to docs/
+    assert "![liu](reproductions/liu.png)" in liu  # relative to the page's folder
     assert "Seeds: 0, 7; scale: full;" in liu and "Command: `python scripts/reproduce.py liu`" in liu
     assert "scale: quick (reduced" in power
 
@@ -81,3 +82,25 @@ def test_result_contract_checked():
     wrong = check_result({**_result("liu", "sort of"), "scale": "tiny"})
     assert any("verdict 'sort of'" in w for w in wrong) and any("scale 'tiny'" in w for w in wrong)
     assert check_result({"name": "x"})[0] == "missing key 'title'"
+
+
+QUICK_ROWS = {"nanda": 4, "liu": 9, "power": 3}  # paper phases + generalization; 3 x 3 cells; 3 fractions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(QUICK_ROWS))
+def test_quick_reproduction_writes_json_figure_and_page(tmp_path, name):
+    """A real quick run (minutes): the JSON keeps the contract, its figure exists, the page shows it."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), name, "--quick", "--docs", str(tmp_path),
+                           "--out", str(tmp_path / "runs")], cwd=REPO, capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "reproductions" / f"{name}.quick.json").read_text())
+    sys.path.insert(0, str(REPO / "scripts"))
+    from reproductions.common import check_result
+    assert check_result(result) == [] and result["scale"] == "quick"
+    assert len(result["table"]) == QUICK_ROWS[name]
+    assert all(Path(f).exists() for f in result["figures"]) and result["figures"]
+    page = (tmp_path / "reproductions.md").read_text()
+    assert f"**Verdict: {result['verdict']}.**" in page
+    assert page.count("Not run yet") == 4  # the four other results

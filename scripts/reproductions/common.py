@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 RESULT_KEYS = ("name", "title", "paper", "setup_paper", "setup_ours", "scale", "seeds", "table",
                "verdict", "why", "figures", "command", "measured_at", "wall_s")
 VERDICTS = ("reproduced", "partly", "not reproduced")
-FIGURE_DIR = REPO / "docs" / "reproductions"
 
 
 def env() -> dict:
@@ -129,14 +128,18 @@ def markdown_table(rows: list[dict], columns: Optional[Iterable[str]] = None) ->
 
 
 def figure_path(name: str) -> Path:
-    """Where figure ``name`` goes (``docs/reproductions/NAME``), folder created."""
-    FIGURE_DIR.mkdir(parents=True, exist_ok=True)
-    return FIGURE_DIR / name
+    """Where figure ``name`` goes: ``DOCS/reproductions/NAME`` (DOCS: ``reproduce.py --docs``,
+    env ``PHASEWATCH_REPRO_DOCS``, default the repo's ``docs/``), folder created."""
+    folder = Path(os.environ.get("PHASEWATCH_REPRO_DOCS", REPO / "docs"), "reproductions")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def relative(path: Path) -> str:
-    """``path`` relative to the repository root (how results name their figures)."""
-    return str(Path(path).resolve().relative_to(REPO))
+    """``path`` relative to the repository root (how results name their figures); absolute
+    when it lies outside the repository."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def today() -> str:

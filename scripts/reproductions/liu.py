@@ -76,7 +76,7 @@ def run(quick: bool, out_dir: str) -> dict:
            f"(lower wd) and comprehension (higher wd) at the same lr: {where or 'no grokking cell'}. "
            "Classes by `phasewatch aggregate --threshold 0.9` (Liu's 'reaches' threshold) and "
            "the project's gap rule (grokking when t_val / t_train >= 5), not Liu's 10^3 steps in "
-           "10^5: our budget is 1,500-3,000 steps. Model: an embedding MLP (config A), not Liu's "
+           "10^5: our budget is 1,500-2,000 steps. Model: an embedding MLP (config A), not Liu's "
            "transformer decoder; the grid was fixed before the run, not tuned.")
     if quick:
         why += " Quick scale: a 3 x 3 grid, one seed, 1,500 steps."

@@ -94,7 +94,7 @@ def run(quick: bool, out_dir: str) -> dict:
            "Verdict rule fixed before the run: reproduced when the steps fall and the cutoff is "
            "in (0.2, 0.4]. Model: config A's embedding MLP with its optimizer (AdamW lr 3e-3, "
            "wd 1), not Power's 2-layer transformer (hours per run on this CPU), and a budget "
-           "17x smaller, so a fraction that generalizes late in their budget counts as never here.")
+           "25x smaller, so a fraction that generalizes late in their budget counts as never here.")
     if quick:
         why += " Quick scale: 3 fractions, one seed, 2,500 steps."
     return {
