@@ -84,7 +84,7 @@ def test_result_contract_checked():
     assert check_result({"name": "x"})[0] == "missing key 'title'"
 
 
-QUICK_ROWS = {"nanda": 4, "liu": 9, "power": 3}  # paper phases + generalization; 3 x 3 cells; 3 fractions
+QUICK_ROWS = {"nanda": 4, "liu": 25, "power": 6}  # paper phases + generalization; cells; fractions
 
 
 @pytest.mark.slow
@@ -104,3 +104,33 @@ def test_quick_reproduction_writes_json_figure_and_page(tmp_path, name):
     page = (tmp_path / "reproductions.md").read_text()
     assert f"**Verdict: {result['verdict']}.**" in page
     assert page.count("Not run yet") == 4  # the four other results
+
+
+def _modules():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import importlib
+    return [importlib.import_module(f"reproductions.{n}") for n in ("common", "nanda", "liu", "power")]
+
+
+def test_module_examples_hold():
+    import doctest
+    for mod in _modules():
+        assert doctest.testmod(mod).failed == 0, mod.__name__
+
+
+def test_region_and_cutoff_rules():
+    _, nanda, liu, power = _modules()
+    row = lambda lr, wd, c: {"lr": lr, "wd": wd, "class": c}
+    # memorization above the grokking cell in weight decay: not a band at lr 1; lr 2 has no grokking
+    rows = [row(1, 0.1, "grokking"), row(1, 1, "memorization"), row(2, 1, "comprehension")]
+    assert liu.grokking_band(rows) == {1: False}
+    frac = lambda f, g: {"params": {"data.frac": f}, "generalization": g}
+    table = power.fraction_rows([frac(0.2, None), frac(0.2, 900), frac(0.2, None),
+                                 frac(0.4, 700), frac(0.4, 500), frac(0.4, None)], 1000)
+    assert [r["generalized"] for r in table] == ["1/3", "2/3"]
+    assert power.cutoff(table) == 0.4  # 1 of 3 seeds is not a majority
+    named = [{"ours": "memorization", "ratio": 1.2}, {"ours": "unnamed (x)", "ratio": 1.0},
+             {"ours": None, "ratio": None}]
+    assert nanda.verdict(named) == "partly"
+    assert nanda.verdict([{"ours": "cleanup", "ratio": 0.7}] * 3) == "reproduced"
+    assert nanda.verdict([{"ours": "cleanup", "ratio": 0.6}] * 3) == "partly"  # 0.6 < 1/1.5
