@@ -84,6 +84,18 @@ def run_sweep(spec: str, out_dir: str, workers: int = 1, patch: Optional[dict] =
     return trial_runs(out_dir)
 
 
+def sweep_wall_s(sweep_dir: str) -> float:
+    """Seconds from the first trial's start to the last one's end (``sweep.sqlite``), so a
+    re-run that trains nothing still reports the training's wall time."""
+    import sqlite3
+    con = sqlite3.connect(Path(sweep_dir, "sweep.sqlite"))
+    try:
+        first, last = con.execute("select min(started), max(finished) from trials").fetchone()
+    finally:
+        con.close()
+    return round(last - first, 1) if first and last else 0.0
+
+
 def trial_runs(sweep_dir: str) -> list[Path]:
     """Run directories of a sweep's trials (``SWEEP/<trial>/<run>``), sorted."""
     found = glob.glob(os.path.join(sweep_dir, "*", "*", "config.yaml"))

@@ -30,6 +30,7 @@ def cell_rows(agg: dict) -> list[dict]:
         med = lambda n: None if spread.get(n) is None else int(spread[n]["median"])
         rows.append({"lr": g["params"][LR], "wd": g["params"][WD], "class": g["majority_class"],
                      "seeds agreeing": f"{round(g['agreement'] * g['n'])}/{g['n']}",
+                     "censored": f"{g['censored']}/{g['n']}",
                      "t_train (median)": med("memorization"), "t_val (median)": med("generalization")})
     return sorted(rows, key=lambda r: (r["lr"], r["wd"]))
 
@@ -71,7 +72,10 @@ def run(quick: bool, out_dir: str) -> dict:
     else:
         v = "not reproduced"
     where = ", ".join(f"lr {lr:g}: {'between' if ok else 'not between'}" for lr, ok in band.items())
-    why = (f"Cells per region (majority of seeds): {regions}. Grokking between memorization "
+    censored = sum(r["censored"].split("/")[0] != "0" for r in rows)
+    why = (f"Cells per region (majority of seeds): {regions}; {censored} cells hold a censored "
+           "run (still changing at the end of the budget: its class may change with more "
+           f"steps). Grokking between memorization "
            f"(lower wd) and comprehension (higher wd) at the same lr: {where or 'no grokking cell'}. "
            "Classes by `phasewatch aggregate --threshold 0.9` (Liu's 'reaches' threshold) and "
            "the project's gap rule (grokking when t_val / t_train >= 5), not Liu's 10^3 steps in "
@@ -95,5 +99,6 @@ def run(quick: bool, out_dir: str) -> dict:
         "scale": "quick" if quick else "full", "seeds": seeds, "table": rows, "verdict": v,
         "why": why, "figures": [common.relative(fig)],
         "command": f"python scripts/reproduce.py liu{' --quick' if quick else ''}",
-        "measured_at": common.today(), "wall_s": round(time.time() - t0, 1),
+        "measured_at": common.today(),
+        "wall_s": max(round(time.time() - t0, 1), common.sweep_wall_s(out_dir)),
     }
