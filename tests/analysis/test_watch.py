@@ -87,13 +87,19 @@ def test_unreadable_store_is_shown_not_fatal(tmp_path):
     assert find_runs(bad) == [bad]
 
 
+def _ctrl_c_enabled() -> None:
+    """A shell that runs the suite in the background (``pytest &``) starts it with SIGINT
+    ignored, which its children inherit; Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_errors_and_ctrl_c(tmp_path):
     done = subprocess.run([*CLI, "watch", str(tmp_path / "nope"), "--once"], capture_output=True, text=True)
     assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
     s = np.arange(0, 1000, 20)
     write(tmp_path / "a", s, *grok_curves(s), status="success").close()
     proc = subprocess.Popen([*CLI, "watch", str(tmp_path), "--interval", "0.2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_enabled)
     seen = ""  # Ctrl-C once it is in its loop (during the imports it is Python's own)
     while "a: generalization  step     600" not in seen and proc.poll() is None:
         seen += proc.stdout.readline()
@@ -116,7 +122,7 @@ def test_watch_follows_a_real_training_run(tmp_path):
                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root.mkdir(parents=True, exist_ok=True)
     cli = subprocess.Popen([*CLI, "watch", str(root), "--interval", "0.5"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_enabled)
     w = Watcher(root)
     seen, reported = [], None
     deadline = time.monotonic() + 600
