@@ -28,8 +28,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Transformer1", "Transformer2", "Attention"]
+__all__ = ["Transformer1", "Transformer2", "Attention", "nanda_init_"]
 _MODES = ("vocab", "last", "all")
+INITS = ("default", "nanda")
 
 
 class Attention(nn.Module):
@@ -96,6 +97,9 @@ class Transformer1(nn.Module):
     """Nanda et al. 2023 one-layer transformer: tokens [a, b, =], learned positions, no
     LayerNorm, ReLU MLP, unembedding at the last position; init normal / sqrt(d).
 
+    ``init="nanda"`` redraws every weight as the paper's code does (``nanda_init_``); the
+    default init has the same distributions but draws them in a different order and shape.
+
     Hooks: ``hook_neurons`` [B, d_mlp]; ``blocks[0].attn.hook_pattern`` [B, H, 1, seq_len+1];
     ``blocks[0].attn.hook_z`` [B, H, d_head]; ``blocks[0].hook_mlp_out`` [B, d_model]
     (all at the last position, in every ``compute`` mode).
@@ -103,10 +107,13 @@ class Transformer1(nn.Module):
 
     def __init__(self, vocab_size: int, seq_len: int = 2, n_classes: Optional[int] = None,
                  d_model: int = 128, n_heads: int = 4, d_head: Optional[int] = None,
-                 d_mlp: int = 512, compute: str = "vocab"):
+                 d_mlp: int = 512, compute: str = "vocab", init: str = "default"):
         super().__init__()
         if compute not in _MODES:
             raise ValueError(f"compute={compute!r} must be one of {_MODES}")
+        if init not in INITS:
+            raise ValueError(f"init={init!r} must be one of {INITS}")
+        rng_state = torch.get_rng_state()
         n_classes = n_classes or vocab_size
         d_head = d_head or d_model // n_heads
         self.vocab_size, self.seq_len, self.n_classes, self.compute = (
@@ -117,6 +124,9 @@ class Transformer1(nn.Module):
         self.blocks = nn.ModuleList([Block1(d_model, n_heads, d_head, d_mlp)])
         self.W_U = nn.Parameter(torch.randn(d_model, n_classes) / math.sqrt(vocab_size + 1))
         self.hook_neurons = nn.Identity()
+        if init == "nanda":  # from the random state the paper's constructor would start at
+            torch.set_rng_state(rng_state)
+            nanda_init_(self)
 
     def embedding_tables(self) -> dict[str, Tensor]:
         return {"embed": self.W_E[: self.vocab_size]}
@@ -200,6 +210,38 @@ class Transformer1(nn.Module):
         post = _splice_last(self.hook_neurons, torch.relu(h @ blk.W_in.T + blk.b_in), 1)
         mlp = _splice_last(blk.hook_mlp_out, post @ blk.W_out.T + blk.b_out, 1)
         return ((h + mlp) @ self.W_U)[:, -1]
+
+
+@torch.no_grad()
+def nanda_init_(m: Transformer1) -> None:
+    """Redraw ``m``'s weights as Nanda et al.'s ``transformers.py`` (progress-measures-paper):
+    same shapes, order and scales, from torch's current random state.
+
+    d_vocab = vocab_size + 1 (the "=" token). Drawn in order: W_E (d_model, d_vocab) / sqrt(d);
+    W_pos (n_ctx, d) / sqrt(d); W_K, W_Q, W_V (heads, d_head, d) / sqrt(d); W_O (d, heads *
+    d_head) / sqrt(d); W_in (d_mlp, d) / sqrt(d); W_out (d, d_mlp) / sqrt(d); W_U (d, d_vocab)
+    / sqrt(d_vocab). Biases are zero. The paper's W_U also scores the "=" class; its first
+    ``n_classes`` columns are kept (all of them when ``n_classes`` = vocab_size + 1).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = Transformer1(7, d_model=16, n_heads=2, d_mlp=32, init="nanda")
+        >>> _ = torch.manual_seed(0)
+        >>> w_e = torch.randn(16, 8) / 4
+        >>> bool(torch.equal(m.W_E, w_e.T))
+        True
+    """
+    d, d_vocab = m.W_E.shape[1], m.vocab_size + 1
+    blk = m.blocks[0]
+    at = blk.attn
+    m.W_E.copy_((torch.randn(d, d_vocab) / math.sqrt(d)).T)
+    m.W_pos.copy_(torch.randn(*m.W_pos.shape) / math.sqrt(d))
+    for w in (at.W_K, at.W_Q, at.W_V, at.W_O, blk.W_in, blk.W_out):
+        w.copy_(torch.randn(*w.shape) / math.sqrt(d))
+    blk.b_in.zero_()
+    blk.b_out.zero_()
+    w_u = torch.randn(d, max(d_vocab, m.n_classes)) / math.sqrt(d_vocab)
+    m.W_U.copy_(w_u[:, : m.n_classes])
 
 
 def _hooked(hook: nn.Module) -> bool:
