@@ -133,7 +133,7 @@ def test_doshi_quick_end_to_end(tmp_path):
         assert (r["phase"] in ("coexistence", "partial inversion", "full inversion")) == (r["test_acc"] >= 0.9)
         assert r["train_acc"] == pytest.approx((1 - r["corrupt"]) * r["clean_acc"]
                                                + r["corrupt"] * r["corrupted_memorized"], abs=2e-3)
-    assert all(r["phase"] not in ("partial inversion", "full inversion") for r in rows if r["wd"] == 0)
+    assert {(r["corrupt"], r["wd"]) for r in rows} == {(0.3, 0), (0.3, 20), (0.8, 0), (0.8, 20)}
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from phasewatch.analysis.memorization import memorized_bits
-from reproductions.common import figure_path, relative, run_config, run_sweep, today
+from reproductions.common import figure_path, relative, run_config, run_sweep, today, workers
 
 REFERENCES = {"Allen-Zhu & Li 2024": 2.0, "Morris et al. 2025": 3.6}
 SPEC = "sweeps/capacity_keyvalue.yaml"
@@ -130,7 +130,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 def run(quick: bool, out_dir: str) -> dict:
     """Train the sizes x pairs grid (resumable), measure bits, compare with the references."""
     t0 = time.time()
-    runs = run_sweep(SPEC, out_dir, workers=1, patch=QUICK if quick else None)
+    runs = run_sweep(SPEC, out_dir, workers=workers(), patch=QUICK if quick else None)
     rows = sorted((cell_of(r) for r in runs), key=lambda r: (r["params"], r["pairs"]))
     caps = capacities(rows)
     word, why = verdict(caps)
