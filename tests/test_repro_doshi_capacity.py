@@ -128,12 +128,12 @@ def _quick(name, tmp_path):
 def test_doshi_quick_end_to_end(tmp_path):
     result = _quick("doshi", tmp_path)
     rows = result["table"]
-    assert len(rows) == 4 and all(r["phase"] in doshi.PHASES for r in rows)
+    assert len(rows) == 9 and all(r["phase"] in doshi.PHASES for r in rows)
     for r in rows:   # each row's accuracies are what its phase says (a second reading of the same numbers)
         assert (r["phase"] in ("coexistence", "partial inversion", "full inversion")) == (r["test_acc"] >= 0.9)
         assert r["train_acc"] == pytest.approx((1 - r["corrupt"]) * r["clean_acc"]
                                                + r["corrupt"] * r["corrupted_memorized"], abs=2e-3)
-    assert {(r["corrupt"], r["wd"]) for r in rows} == {(0.3, 0), (0.3, 20), (0.8, 0), (0.8, 20)}
+    assert {(r["corrupt"], r["wd"]) for r in rows} == {(x, w) for x in (0.2, 0.5, 0.8) for w in (0, 5, 20)}
 
 
 @pytest.mark.slow

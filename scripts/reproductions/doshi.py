@@ -40,9 +40,7 @@ PHASES = ("coexistence", "partial inversion", "full inversion", "memorization", 
 GENERALIZED = 0.9   # G: test accuracy of a generalizing network
 FITTED = 0.9        # M: share of a subset predicted with a given label
 SPEC = "sweeps/doshi_corruption_wd.yaml"
-QUICK = {"grid": {"data.task_kwargs": [{"corrupt": 0.3}, {"corrupt": 0.8}],
-                  "model.weight_decay": [0, 20]},
-         "seeds": [0], "set": {"trainer.max_steps": 300}}
+QUICK = {"seeds": [0], "set": {"trainer.max_steps": 300}}   # the full grid, one seed, 300 steps
 ANALYZER_AGREES = {"coexistence": lambda c, f: c in ("comprehension", "grokking") and "inversion" not in f,
                    "partial inversion": lambda c, f: c in ("comprehension", "grokking"),
                    "full inversion": lambda c, f: "inversion" in f,
