@@ -74,12 +74,15 @@ def test_diagram_like_the_papers_is_reproduced():
     assert doshi.verdict(checks)[0] == "reproduced"
 
 
-def test_inversion_without_weight_decay_breaks_the_diagram():
+def test_full_inversion_without_weight_decay_breaks_the_diagram():
     grid = {**PAPER_LIKE, (0.2, 0): ["full inversion"] * 2}
     checks = doshi.diagram_checks(_rows(grid))
-    assert checks["no_inversion_without_wd"] is False and checks["coexistence_at_low_xi_no_wd"] is False
+    assert checks["no_full_inversion_without_wd"] is False and checks["coexistence_at_low_xi_no_wd"] is False
     word, why = doshi.verdict(checks)
-    assert word == "partly" and "failed: no_inversion_without_wd, coexistence_at_low_xi_no_wd" in why
+    assert word == "partly" and "failed: no_full_inversion_without_wd, coexistence_at_low_xi_no_wd" in why
+    partial = doshi.diagram_checks(_rows({**PAPER_LIKE, (0.8, 0): ["partial inversion"] * 2}))
+    assert partial["no_full_inversion_without_wd"] is True     # partial inversion needs no weight decay
+    assert partial["memorization_at_high_xi_no_wd"] is False
     assert doshi.majority(_rows({(0.5, 3): ["confusion", "coexistence", "coexistence"]})) == \
         {(0.5, 3): "coexistence"}
 

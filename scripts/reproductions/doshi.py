@@ -110,10 +110,11 @@ def majority(rows: list[dict]) -> dict:
 def diagram_checks(rows: list[dict]) -> dict:
     """The paper's diagram as checks on the cells' majority phases (True / False / None: no cell).
 
-    - ``no_inversion_without_wd``: no cell without weight decay inverts (inversion needs wd);
+    - ``no_full_inversion_without_wd``: no cell without weight decay inverts fully (full
+      inversion needs weight decay; partial inversion may occur without it);
     - ``coexistence_at_low_xi_no_wd``: the lowest corruption without weight decay memorizes
       its corrupted labels and generalizes;
-    - ``inversion_with_wd``: some cell with weight decay inverts (partly or fully);
+    - ``full_inversion_with_wd``: some cell with weight decay inverts fully;
     - ``memorization_at_high_xi_no_wd``: the highest corruption without wd memorizes, no test acc;
     - ``no_generalization_at_high_xi_and_wd``: the highest corruption at the highest wd
       neither generalizes nor memorizes (forgetting or confusion): our reading of where the
@@ -121,13 +122,12 @@ def diagram_checks(rows: list[dict]) -> dict:
     """
     phase = majority(rows)
     xis, wds = sorted({c for c, _ in phase}), sorted({w for _, w in phase})
-    inv = ("partial inversion", "full inversion")
     no_wd = [phase[(x, 0)] for x in xis if (x, 0) in phase]
     with_wd = [p for (x, w), p in phase.items() if w > 0]
     get = lambda cell: phase.get(cell)
-    return {"no_inversion_without_wd": (all(p not in inv for p in no_wd) if no_wd else None),
+    return {"no_full_inversion_without_wd": (all(p != "full inversion" for p in no_wd) if no_wd else None),
             "coexistence_at_low_xi_no_wd": (get((xis[0], 0)) == "coexistence" if (xis[0], 0) in phase else None),
-            "inversion_with_wd": (any(p in inv for p in with_wd) if with_wd else None),
+            "full_inversion_with_wd": (any(p == "full inversion" for p in with_wd) if with_wd else None),
             "memorization_at_high_xi_no_wd": (get((xis[-1], 0)) == "memorization" if (xis[-1], 0) in phase else None),
             "no_generalization_at_high_xi_and_wd": (get((xis[-1], wds[-1])) in ("forgetting", "confusion")
                                                    if wds[-1] > 0 else None)}
@@ -194,8 +194,8 @@ def run(quick: bool, out_dir: str) -> dict:
                        "steps (their code, d-doshi/Grokking Training_scripts/phase_diagrams_wd.py); "
                        "phase diagrams over training fraction 0.1-0.9 x corruption 0.1-0.9 (17 x "
                        "17) for weight decay 0, 5, 15, 20: coexistence, partial / full inversion, "
-                       "memorization, forgetting, confusion. Inversion (train accuracy 1 -> 1 - xi "
-                       "while test accuracy reaches 1) needs weight decay.",
+                       "memorization, forgetting, confusion. Full inversion (train accuracy 1 -> "
+                       "1 - xi while test accuracy reaches 1) needs weight decay.",
         "setup_ours": f"configs/corrupted_modadd.yaml (same model and task, AdamW lr 1e-2, betas "
                       f"(0.9, 0.98), 10 warm-up steps, full batch) for {steps} steps per cell; "
                       f"grid xi {sorted({r['corrupt'] for r in rows})} x wd "
@@ -204,7 +204,7 @@ def run(quick: bool, out_dir: str) -> dict:
                       "subset = fitted (our cutoffs).",
         "scale": "quick" if quick else "full",
         "seeds": sorted({r["seed"] for r in rows}),
-        "table": [{k: r[k] for k in ("corrupt", "wd", "seed", "test_acc", "clean_acc",
+        "table": [{k: r[k] for k in ("corrupt", "wd", "seed", "step", "test_acc", "clean_acc",
                                      "corrupted_memorized", "corrupted_inverted", "train_acc",
                                      "phase", "analyzer")} for r in rows],
         "verdict": word,
