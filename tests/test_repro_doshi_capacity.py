@@ -143,12 +143,12 @@ def test_doshi_quick_end_to_end(tmp_path):
 def test_capacity_quick_end_to_end(tmp_path):
     result = _quick("capacity", tmp_path)
     rows = result["table"]
-    assert len(rows) == 4
+    assert len(rows) == 9
     for r in rows:
         assert 0 <= r["bits"] <= r["offered_bits"] == r["pairs"] * 16
     for run in (tmp_path / "runs").glob("*/*/analysis/analysis.json"):    # the analyzer's own count
         cap = json.loads(run.read_text())["memorization"]["capacity"]
         assert any(abs(cap["bits_final"] - r["bits"]) < 1e-3 * r["offered_bits"] for r in rows)
     by = {(r["params"], r["pairs"]): r["bits"] for r in rows}
-    small, big = sorted({r["params"] for r in rows})
-    assert by[(big, 4000)] > by[(small, 4000)]                 # a larger model stores more
+    small, *_, big = sorted({r["params"] for r in rows})
+    assert by[(big, 6000)] > by[(small, 6000)]                 # a larger model stores more
