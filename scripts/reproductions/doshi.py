@@ -88,7 +88,8 @@ def cell_of(run_dir: Path) -> dict:
     with open(Path(run_dir, "analysis", "analysis.json")) as f:
         analysis = json.load(f)
     row = {"corrupt": cfg["data"]["task_kwargs"]["corrupt"], "wd": cfg["model"]["weight_decay"],
-           "seed": cfg["seed_everything"], "step": int(steps[-1]),
+           "seed": cfg["seed_everything"], "budget": int(cfg["trainer"]["max_steps"]),
+           "step": int(steps[-1]),
            "test_acc": float(val[-1].mean()), "clean_acc": float(last[~tag].mean()),
            "corrupted_memorized": float(last[tag].mean()),
            "corrupted_inverted": float(correct_true[-1].astype(bool)[tag].mean()),
@@ -184,7 +185,8 @@ def run(quick: bool, out_dir: str) -> dict:
     word, why = verdict(checks)
     figure = plot(rows, figure_path(f"doshi{'.quick' if quick else ''}.png"))
     agree = sum(r["analyzer_agrees"] for r in rows)
-    steps = rows[0]["step"] if rows else None
+    steps = rows[0]["budget"] if rows else None
+    last = sorted({r["step"] for r in rows})
     return {
         "name": "doshi", "title": "Doshi et al. 2024: corrupted labels x weight decay",
         "paper": "Doshi, Das, He, Gromov, \"To grok or not to grok: disentangling generalization and "
@@ -200,8 +202,8 @@ def run(quick: bool, out_dir: str) -> dict:
                       f"(0.9, 0.98), 10 warm-up steps, full batch) for {steps} steps per cell; "
                       f"grid xi {sorted({r['corrupt'] for r in rows})} x wd "
                       f"{sorted({r['wd'] for r in rows})}. Phase from the last per-example "
-                      f"evaluation: test acc >= {GENERALIZED} = generalized, >= {FITTED} of a "
-                      "subset = fitted (our cutoffs).",
+                      f"evaluation (step {', '.join(map(str, last))}): test acc >= {GENERALIZED} = "
+                      f"generalized, >= {FITTED} of a subset = fitted (our cutoffs).",
         "scale": "quick" if quick else "full",
         "seeds": sorted({r["seed"] for r in rows}),
         "table": [{k: r[k] for k in ("corrupt", "wd", "seed", "step", "test_acc", "clean_acc",
