@@ -170,8 +170,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     ax.set_xlabel("weight decay (AdamW)")
     ax.set_ylabel("corrupted share xi")
     ax.set_title("Doshi et al. phases, quadratic MLP, (x+y) mod 97")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -179,7 +178,8 @@ def plot(rows: list[dict], path: Path) -> Path:
 def run(quick: bool, out_dir: str) -> dict:
     """Train the grid (resumable), classify every trial, compare with the paper's diagram."""
     t0 = time.time()
-    runs = run_sweep(SPEC, out_dir, workers=workers(), patch=QUICK if quick else None)
+    patch = QUICK if quick else None
+    runs = run_sweep(SPEC, out_dir, workers=workers(), patch=patch)
     rows = sorted((cell_of(r) for r in runs), key=lambda r: (r["corrupt"], r["wd"], r["seed"]))
     checks = diagram_checks(rows)
     word, why = verdict(checks)
