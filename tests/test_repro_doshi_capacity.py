@@ -109,11 +109,14 @@ def test_capacity_is_the_best_cell_that_exceeds_the_model():
             {"params": 100, "pairs": 50, "bits_per_param": 2.4, "exceeds_model": True},
             {"params": 100, "pairs": 90, "bits_per_param": 2.2, "exceeds_model": True},
             {"params": 400, "pairs": 90, "bits_per_param": 2.9, "exceeds_model": True}]
+    rows = [{**r, "still_rising": False} for r in rows]
     caps = capacity.capacities(rows)
-    assert caps == {100: (2.4, 50), 400: (2.9, 90)}
+    assert caps == {100: (2.4, 50, False), 400: (2.9, 90, False)}
     assert capacity.verdict(caps)[0] == "reproduced"          # both in the band, spread x1.21
-    assert capacity.verdict({100: (1.2, 50), 400: (1.3, 90)})[0] == "partly"    # linear, below the band
-    assert capacity.verdict({100: (1.0, 50), 400: (2.5, 90)})[0] == "not reproduced"
+    word, why = capacity.verdict({**caps, 400: (2.9, 90, True)})
+    assert word == "partly" and "lower bounds" in why          # not saturated: no full verdict
+    assert capacity.verdict({100: (1.2, 50, False), 400: (1.3, 90, False)})[0] == "partly"  # linear, below
+    assert capacity.verdict({100: (1.0, 50, False), 400: (2.5, 90, False)})[0] == "not reproduced"
     assert capacity.verdict({})[0] == "not reproduced"
 
 
