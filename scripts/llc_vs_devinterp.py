@@ -26,19 +26,12 @@ import time
 
 import torch
 
-from phasewatch.callbacks.llc import estimate_llc
+from phasewatch.callbacks.llc import estimate_llc, fitted_least_squares
 
 
-def regular_case(n: int = 1000, d_in: int = 10, seed: int = 0):
-    """The least-squares model of tests/callbacks/test_llc.py at its fitted weights."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=g)
-    y = x @ torch.linspace(-1, 1, d_in) + 0.5 + 0.1 * torch.randn(n, generator=g)
-    lin = torch.nn.Linear(d_in, 1)
-    w = torch.linalg.lstsq(torch.cat([x, torch.ones(n, 1)], 1), y[:, None]).solution[:, 0]
-    with torch.no_grad():
-        lin.weight.copy_(w[None, :d_in])
-        lin.bias.copy_(w[d_in:])
+def regular_case(n: int = 1000):
+    """The least-squares model of tests/callbacks/test_llc.py (d = 11) at its fitted weights."""
+    lin, x, y = fitted_least_squares(n, 10, 0)
     per_sample = lambda m, xb, yb: (m(xb)[:, 0] - yb) ** 2  # noqa: E731
     settings = dict(lr=3e-4, localization=1.0, chains=4, draws=400, burn_in=100, batch_size=n)
     return lin, x, y, per_sample, settings
