@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .circuit import ProbeContext, ProbeResult
 
-__all__ = ["LLCEstimate", "estimate_llc", "LLCProbe"]
+__all__ = ["LLCEstimate", "estimate_llc", "fitted_least_squares", "LLCProbe"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,28 @@ def estimate_llc(model: nn.Module, loss_fn: Callable[[nn.Module, Any], Tensor],
                 "burn_in": burn_in, "n": n, "batches": len(batches)}
     return LLCEstimate(float(arr.mean()), float(arr.std(ddof=1)) if chains > 1 else 0.0,
                        tuple(values), init_loss, nbeta, settings)
+
+
+def fitted_least_squares(n: int = 1000, d_in: int = 10, seed: int = 0
+                         ) -> tuple[nn.Linear, Tensor, Tensor]:
+    """A regular model with a known coefficient, to check estimator settings on: ``nn.Linear(d_in,
+    1)`` at its least-squares weights on ``n`` noisy linear examples (d = d_in + 1 parameters,
+    LLC d/2 under the mean squared error).
+
+    Example:
+        >>> lin, x, y = fitted_least_squares(n=200, d_in=3)
+        >>> sum(p.numel() for p in lin.parameters()), tuple(x.shape), tuple(y.shape)
+        (4, (200, 3), (200,))
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=g)
+    y = x @ torch.linspace(-1, 1, d_in) + 0.5 + 0.1 * torch.randn(n, generator=g)
+    lin = nn.Linear(d_in, 1)
+    w = torch.linalg.lstsq(torch.cat([x, torch.ones(n, 1)], 1), y[:, None]).solution[:, 0]
+    with torch.no_grad():
+        lin.weight.copy_(w[None, :d_in])
+        lin.bias.copy_(w[d_in:])
+    return lin, x, y
 
 
 class LLCProbe:

@@ -9,20 +9,13 @@ import torch
 
 from phasewatch.callbacks import LLCProbe, estimate_llc
 from phasewatch.callbacks.circuit import ProbeContext
+from phasewatch.callbacks.llc import fitted_least_squares
 
 N, D_IN = 1000, 10  # d = 11 parameters (10 weights + bias)
 
 
 def _fitted_linear_regression(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(N, D_IN, generator=g)
-    y = x @ torch.linspace(-1, 1, D_IN) + 0.5 + 0.1 * torch.randn(N, generator=g)
-    lin = torch.nn.Linear(D_IN, 1)
-    w = torch.linalg.lstsq(torch.cat([x, torch.ones(N, 1)], 1), y[:, None]).solution[:, 0]
-    with torch.no_grad():
-        lin.weight.copy_(w[None, :D_IN])
-        lin.bias.copy_(w[D_IN:])
-    return lin, x, y
+    return fitted_least_squares(N, D_IN, seed)
 
 
 def _mse(model, batch):
