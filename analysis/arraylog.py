@@ -52,6 +52,10 @@ class ArrayLogs:
         self.run_dir = Path(run_dir)
         (self.run_dir / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
         self._files: dict[str, BinaryIO] = {}
+        # Each log's end, kept here: ``f.tell()`` races with ``sync()``'s flush on the store's
+        # writer thread (it can count the buffered bytes twice and hand out the next payload's
+        # offset). Only the training thread appends, so this counter needs no lock.
+        self._ends: dict[str, int] = {}
 
     def append(self, name: str, array: np.ndarray) -> tuple[str, int, int]:
         """Append ``array``'s bytes to the log of ``name``; returns ``(relpath, offset, nbytes)``."""
@@ -59,9 +63,11 @@ class ArrayLogs:
         f = self._files.get(rel)
         if f is None:
             f = self._files[rel] = open(self.run_dir / rel, "ab")
-        offset = f.tell()  # append mode: the end of the file
+            self._ends[rel] = f.tell()  # append mode, nothing written yet: the file's size
+        offset = self._ends[rel]
         data = np.ascontiguousarray(array)
         f.write(data.tobytes())
+        self._ends[rel] = offset + data.nbytes
         return rel, offset, data.nbytes
 
     def sync(self) -> None:
@@ -72,7 +78,7 @@ class ArrayLogs:
     def close(self) -> None:
         for f in self._files.values():
             f.close()
-        self._files = {}
+        self._files, self._ends = {}, {}
 
     def truncate_to_index(self, ends: dict[str, int]) -> None:
         """Cut each log to the end of its last indexed payload (``ends``: relpath -> byte end;
