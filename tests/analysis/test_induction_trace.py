@@ -28,21 +28,21 @@ def _load(tmp_path, name):
 def test_one_layer_control_learns_short_gaps_but_forms_no_heads(tmp_path):
     # measured (configs/induction_heads_1layer.yaml, seed 0, 1,500 steps): the repeat loss falls
     # 4.71 -> 2.66 through one-layer solutions of short gaps while prefix matching stays <= 0.06
-    res, series = _load(tmp_path, "induction_1layer_seed0.csv")
-    _, pm = series["circuit/prefix_matching_max"]
-    _, rl = series["circuit/repeat_loss"]
-    assert pm.max() < 0.1 and rl[0] / rl[-1] < 2.0
-    assert not any(e.name.startswith("induction") for e in res.events)
-    assert "induction_heads" not in res.flags
-    assert any("no induction heads" in note for note in res.insufficient)
+    _assert_no_formation(tmp_path, "induction_1layer_seed0.csv", max_loss_fall=2.0)
 
 
 def test_one_layer_control_no_formation(tmp_path):
-    res, series = _load(tmp_path, "induction_1layer_nolayernorm_seed0.csv")
-    s, pm = series["circuit/prefix_matching_max"]
-    assert pm.max() < 0.1                      # prefix matching stays low (chance ~ 1/position)
+    # prefix matching stays low (chance ~ 1/position); the loss drifts 4.17 -> 3.81 by 2,500
+    _assert_no_formation(tmp_path, "induction_1layer_nolayernorm_seed0.csv", max_loss_fall=1.2)
+
+
+def _assert_no_formation(tmp_path, trace: str, max_loss_fall: float) -> None:
+    """A control run: prefix matching < 0.1, the repeat loss falls less than ``max_loss_fall``x,
+    no induction event or flag, and the analyzer says why."""
+    res, series = _load(tmp_path, trace)
+    _, pm = series["circuit/prefix_matching_max"]
     _, rl = series["circuit/repeat_loss"]
-    assert rl[0] / rl[-1] < 1.2                # a slow drift (4.17 -> 3.81 by step 2,500)
+    assert pm.max() < 0.1 and rl[0] / rl[-1] < max_loss_fall
     assert not any(e.name.startswith("induction") for e in res.events)
     assert "induction_heads" not in res.flags
     assert any("no induction heads" in note for note in res.insufficient)
