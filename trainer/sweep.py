@@ -90,8 +90,10 @@ def _client(scheduler: Optional[str], workers: Optional[int]):
 
     if scheduler:
         return Client(scheduler)
-    # a trial whose worker dies comes back to the driver at once, which records and resubmits it
-    dask.config.set({"distributed.scheduler.allowed-failures": 0})
+    # a trial whose worker dies comes back to the driver at once, which records and resubmits it;
+    # and no MALLOC_TRIM_THRESHOLD_ for the workers (see sweep_trial.keep_freed_memory)
+    dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
                            processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
     return Client(cluster)
