@@ -121,7 +121,7 @@ class PhaseCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config_init[self.subcommand]
         run, trainer_cfg = config.run, config.trainer
-        self._set_threads(run.threads)
+        self._set_threads(run.threads, processes_per_host(trainer_cfg.devices))
         if run.resume:
             run_dir = Path(run.resume)
             name, version = split_run_id(run_dir.name)
@@ -171,13 +171,27 @@ class PhaseCLI(LightningCLI):
         buffered.truncate()
         sys.stderr = real
 
-    def _set_threads(self, requested: Optional[int]) -> None:
+    def _set_threads(self, requested: Optional[int], processes: int) -> None:
         task = self.datamodule.task
         examples = min(self.datamodule.batch_size or len(task.train_x), len(task.train_x))
         n_params = sum(p.numel() for p in self.model.parameters())
-        n, why = resolve_threads(requested, n_params, examples)
+        n, why = resolve_threads(requested, n_params, examples, processes)
         torch.set_num_threads(n)
         rank_zero_info(f"torch threads: {n} ({why})")
+
+
+def processes_per_host(devices) -> int:
+    """Training processes this run starts on each host: ``trainer.devices`` when it is a count
+    or a list of devices, else one (for "auto" or -1).
+
+    Example:
+        >>> processes_per_host(2), processes_per_host("2"), processes_per_host([0, 1]), processes_per_host("auto")
+        (2, 2, 2, 1)
+    """
+    if isinstance(devices, (list, tuple)):
+        return max(1, len(devices))
+    text = str(devices).strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 class RunConfigError(ValueError):

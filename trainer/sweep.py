@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ import warnings
 from collections import Counter
 from typing import Optional
 
-from phasewatch.analysis.sweep_state import SweepState
+from phasewatch.analysis.sweep_state import SweepState, is_sweep_dir
 
 from .sweep_spec import SpecError, SweepSpec, did_you_mean, load_spec
 from .sweep_trial import run_trial
@@ -136,33 +137,52 @@ class _Progress:
 
 def run_sweep(spec_path: str, out: str, scheduler: Optional[str] = None,
               workers: Optional[int] = None, retries: Optional[int] = None) -> int:
-    """Run (or continue) the sweep; return 0 when every trial is done, 1 if some failed."""
+    """Run (or continue) the sweep; return 0 when every trial is done, 1 if some failed.
+
+    The config keys and values are checked on a worker (``validate``) while the others import
+    torch and Lightning, so the driver never imports them: the workers need them for their
+    trials anyway, and on 2 cores the driver's import (~6 s) would come before any trial."""
     spec = load_spec(spec_path)
     params = spec.trial_params()
-    validate(spec, params)
     retries = retries if retries is not None else (spec.retries if spec.retries is not None
                                                    else DEFAULT_RETRIES)
     out = os.path.abspath(out)
-    state = SweepState(out)
-    ids = state.add_trials(params)
-    state.set_info("spec", {"source": os.path.abspath(spec_path), "name": spec.name,
-                            "base": spec.base, "swept": spec.swept_keys()})
-    trials = state.trials(ids)
-    todo = [t for t in trials if t.status != "done"]
-    done = len(trials) - len(todo)
-    print(f"sweep {spec.name}: {len(trials)} trials, {done} done, {len(todo)} to run -> {out}",
-          file=sys.stderr)
-    if not todo:
-        return 0
+    if is_sweep_dir(out):  # a re-run with every trial done needs no cluster
+        with contextlib.closing(SweepState(out)) as st:
+            if not _todo(st, params):
+                print(f"sweep {spec.name}: all {len(params)} trials done -> {out}", file=sys.stderr)
+                return 0
     client = _client(scheduler, workers)
+    state = None
     try:
+        checked = client.submit(validate, spec, params, pure=False)
+        for address in client.scheduler_info()["workers"]:  # every worker imports in parallel
+            client.submit(_import_fit, workers=[address], allow_other_workers=False, pure=False)
+        checked.result()  # a SpecError comes back here
+        state = SweepState(out)
+        todo = _todo(state, params)
+        state.set_info("spec", {"source": os.path.abspath(spec_path), "name": spec.name,
+                                "base": spec.base, "swept": spec.swept_keys()})
+        done = len(params) - len(todo)
+        print(f"sweep {spec.name}: {len(params)} trials, {done} done, {len(todo)} to run -> {out}",
+              file=sys.stderr)
         return _drive(client, spec, state, todo, done, retries, out)
     finally:
-        state.close()
+        if state is not None:
+            state.close()
         cluster = client.cluster
         client.close()
         if cluster is not None and not scheduler:
             cluster.close()
+
+
+def _import_fit() -> None:
+    from . import cli  # noqa: F401 - torch and Lightning, imported once per worker
+
+
+def _todo(state: SweepState, params: list[dict]) -> list:
+    """This spec's trials not yet done (recording any the state does not hold yet)."""
+    return [t for t in state.trials(state.add_trials(params)) if t.status != "done"]
 
 
 def _drive(client, spec, state, todo, done, retries, out) -> int:

@@ -33,16 +33,20 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()) if root.is_dir() else []
 
 
-def _status(run_dir: Path) -> Optional[str]:
+def _meta(run_dir: Path, key: str):
     from phasewatch.analysis.store_read import load_run
     try:
         trace = load_run(run_dir)
     except (ValueError, OSError):
         return None
     try:
-        return trace.meta.get("status")
+        return trace.meta.get(key)
     finally:
         getattr(trace, "close", lambda: None)()
+
+
+def _status(run_dir: Path) -> Optional[str]:
+    return _meta(run_dir, "status")
 
 
 def existing_run(root: Path) -> Optional[Path]:
@@ -84,6 +88,10 @@ def keep_freed_memory() -> bool:
 
 
 def _classify(run_dir: Path) -> str:
+    """The class from the final analysis the run's own fit wrote (PhaseMonitor), else now."""
+    final = _meta(run_dir, "phasewatch")
+    if final and final.get("run_class") and (run_dir / "analysis" / "analysis.json").is_file():
+        return final["run_class"]
     from phasewatch.analysis.analyzer import analyze_run, write_analysis
     result = analyze_run(run_dir)
     write_analysis(result, run_dir)

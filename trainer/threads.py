@@ -1,23 +1,26 @@
 """How many torch threads a run uses: from the work in one step and the cores free for it.
 
-A step of a small model (config A: 20 k parameters x 1,740 examples) is too short for a second
-thread to pay for its synchronisation, and a thread that shares its core with another busy
-process stalls every step at the next barrier (measured on 2 cores with other processes
-running: config A 50 ms/step with one thread vs ~500 ms with two). So the rule is: one
-thread per ``WORK_PER_THREAD`` multiply-adds of a step (``n_params x examples per step``),
+A thread that shares its core with another busy process stalls every step at the next
+barrier (measured on 2 cores beside one busy process: config A 6x and config C 4x slower with
+two threads than with one), while on free cores even config A's small step (20 k parameters x
+1,740 examples) gains from a second thread (2,000 steps: 29.8 s vs 35.5 s). So the rule is:
+one thread per ``WORK_PER_THREAD`` multiply-adds of a step (``n_params x examples per step``),
 at least one, at most the cores that no other process is using right now.
 
 Precedence: ``--run.threads N`` > environment ``PHASEWATCH_THREADS`` > this rule. A sweep
 worker sets ``PHASEWATCH_CORES`` to its share of its host's cores; the rule then uses that
-share and counts no other process as busy (the other workers hold the other cores).
+share and counts no other process as busy (the other workers hold the other cores). Several
+training processes of one run on a host (DDP on CPU) split its cores between them.
 
 Example:
-    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=0.0)   # config A
+    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=0.0)   # config A, idle
+    2
+    >>> choose_threads(n_params=19_707, examples=1_740, cores=2, busy=1.0)   # one competitor
+    1
+    >>> choose_threads(n_params=19_707, examples=100, cores=2, busy=0.0)     # a tiny step
     1
     >>> choose_threads(n_params=212_864, examples=1_740, cores=2, busy=0.0)  # config C, idle
     2
-    >>> choose_threads(n_params=212_864, examples=1_740, cores=2, busy=1.0)  # one competitor
-    1
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ __all__ = ["ENV", "CORES_ENV", "WORK_PER_THREAD", "available_cores", "busy_cores
 
 ENV = "PHASEWATCH_THREADS"
 CORES_ENV = "PHASEWATCH_CORES"
-WORK_PER_THREAD = 1e8
+WORK_PER_THREAD = 1e7
 
 
 def available_cores() -> int:
@@ -73,9 +76,11 @@ def _env_int(name: str) -> Optional[int]:
     return int(value)
 
 
-def resolve_threads(requested: Optional[int], n_params: int, examples: int) -> tuple[int, str]:
+def resolve_threads(requested: Optional[int], n_params: int, examples: int,
+                    processes: int = 1) -> tuple[int, str]:
     """The thread count and why: ``requested`` if given, else ``$PHASEWATCH_THREADS``, else
-    ``choose_threads`` on this machine (on ``$PHASEWATCH_CORES`` cores if set)."""
+    ``choose_threads`` on this machine's cores (``$PHASEWATCH_CORES`` if set) split between
+    the run's ``processes`` on this host."""
     if requested is not None:
         if int(requested) < 1:
             raise ValueError(f"run.threads must be >= 1 or null (auto), got {requested}")
@@ -85,7 +90,7 @@ def resolve_threads(requested: Optional[int], n_params: int, examples: int) -> t
         return n, ENV
     cores = _env_int(CORES_ENV)
     share = cores is not None
-    cores = cores if share else available_cores()
+    cores = max(1, (cores if share else available_cores()) // max(1, processes))
     busy = 0.0 if share else busy_cores()
     n = choose_threads(n_params, examples, cores, busy)
     return n, (f"auto: {n_params:,} params x {examples:,} examples per step, {cores} cores"
