@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import warnings
 from typing import Optional
 
 import pytorch_lightning as pl
@@ -211,6 +212,10 @@ class PhaseModule(pl.LightningModule):
         self._froze_gc = gc.get_freeze_count() == 0
         if self._froze_gc:
             gc.freeze()
+        if not self.automatic_optimization:
+            # ModelCheckpoint warns (15 lines) that a manual-optimization checkpoint holds the
+            # weights after the step: so does automatic optimization's, which the lean step mirrors
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
 
     def teardown(self, stage: str) -> None:
         if getattr(self, "_froze_gc", False):

@@ -16,9 +16,10 @@ COMMON = ["--config", CONFIG, "--run.wandb", "disabled", "--run.tracking", "fals
 
 
 @pytest.mark.parametrize("batch", [[], ["--data.batch_size", "256"]], ids=["full", "minibatch"])
-def test_resume_continues_the_same_run_directory(tmp_path: Path, batch: list[str]) -> None:
+def test_resume_continues_the_same_run_directory(tmp_path: Path, batch: list[str], recwarn) -> None:
     """Resumed at step 120, mid-epoch: the same curves as one run to 200 (minibatches too:
-    batch g of the run is the same whatever the loader prefetched before the checkpoint)."""
+    batch g of the run is the same whatever the loader prefetched before the checkpoint);
+    the lean step's checkpoints raise no manual-optimization warning."""
     named = [*COMMON, *batch, "--run.name", "grok-a"]  # a "-" in the name: the version follows
     main([*named, "--trainer.default_root_dir", str(tmp_path / "a"), "--trainer.max_steps", "120"])
     (run_dir,) = [p for p in (tmp_path / "a").iterdir() if p.is_dir() and not p.is_symlink()]
@@ -35,6 +36,7 @@ def test_resume_continues_the_same_run_directory(tmp_path: Path, batch: list[str
         assert steps.tolist() == list(range(20, 201, 20)) == ref_steps.tolist()
         np.testing.assert_allclose(values, ref_values, rtol=1e-4, atol=1e-6)
     assert len([p for p in (tmp_path / "a").iterdir() if not p.is_symlink()]) == 1
+    assert not [w for w in recwarn if "manual optimization" in str(w.message)]
 
 
 def test_resume_of_a_folder_phasewatch_did_not_name_fails_early(tmp_path: Path, capsys) -> None:
