@@ -152,12 +152,15 @@ def run_sweep(spec_path: str, out: str, scheduler: Optional[str] = None,
             if not _todo(st, params):
                 print(f"sweep {spec.name}: all {len(params)} trials done -> {out}", file=sys.stderr)
                 return 0
+    from distributed import wait
+
     client = _client(scheduler, workers)
     state = None
     try:
         checked = client.submit(validate, spec, params, pure=False)
-        for address in client.scheduler_info()["workers"]:  # every worker imports in parallel
-            client.submit(_import_fit, workers=[address], allow_other_workers=False, pure=False)
+        warm = [client.submit(_import_fit, workers=[address], allow_other_workers=False, pure=False)
+                for address in client.scheduler_info()["workers"]]  # each worker, in parallel
+        wait([checked, *warm])
         checked.result()  # a SpecError comes back here
         state = SweepState(out)
         todo = _todo(state, params)
