@@ -6,7 +6,9 @@ few scalar series the live detectors need -- from the run's trace store when a
 from ``trainer.callback_metrics`` -- and runs ``phasewatch.analysis.watch.live_events``
 (``threshold_event`` / ``detect_spikes`` / ``classify_run`` of the analyzer). Each confirmed
 event (``memorization``, ``generalization``, ``slingshot``, ``diverged``) is written once with
-``store.log_event`` (payload: interval, evidence, ``detected_at``).
+``store.log_event`` (payload: interval, evidence, ``detected_at``). A check whose read of the
+live store fails (an I/O error while another process touches the file) warns and is tried
+again at the next check; only ``READ_TRIES`` failures in a row disable the monitor.
 
 Options:
 - ``stop_after_generalization=N``: ``trainer.should_stop`` once the run is ``N`` steps past the
@@ -58,6 +60,8 @@ __all__ = ["PhaseMonitor", "dense_requested"]
 class PhaseMonitor(LeanCallback):
     """Online phase events, optional early stop after generalization, W&B summary at the end.
 
+    ``READ_TRIES``: consecutive failed reads of the live store before the monitor gives up.
+
     Args:
         every: check at most once per this many steps (after a validation).
         stop_after_generalization: stop this many steps after the confirmed generalization
@@ -71,6 +75,8 @@ class PhaseMonitor(LeanCallback):
         default: built by ``default_callbacks``: stands down (does nothing) when the trainer
             also has a PhaseMonitor that is not a default one (the user's configuration wins).
     """
+
+    READ_TRIES = 3
 
     def __init__(self, every: int = 100, stop_after_generalization: int | None = None,
                  config: AnalysisConfig | None = None, confirm: int = 3, dense_rise: float = 0.05,
@@ -98,6 +104,7 @@ class PhaseMonitor(LeanCallback):
         self._mem: dict[str, tuple[list, list]] = {}
         self._base_val: float | None = None
         self.checks = 0
+        self._read_failures = 0  # consecutive checks whose read of the live store failed
         self.default = bool(default)
         self.active = True
 
@@ -163,7 +170,16 @@ class PhaseMonitor(LeanCallback):
         if self.last_check is not None and step - self.last_check < self.every:
             return
         self.last_check = step
-        self.check(trainer, step)
+        try:
+            self.check(trainer, step)
+        except TraceStoreError as error:  # a read of the live store; the next check reads again
+            self._read_failures += 1
+            if self._read_failures >= self.READ_TRIES:
+                raise  # the failure boundary disables the monitor, with its own warning
+            warnings.warn(f"PhaseMonitor: could not read the live trace at step {step} ({error}); "
+                          f"reading it again at the next check", RuntimeWarning)
+        else:
+            self._read_failures = 0
 
     def check(self, trainer: "pl.Trainer", step: int) -> list:
         """Run the live detectors now; log new events; update the dense flag and early stop."""

@@ -178,3 +178,27 @@ def test_resume_after_a_crash_logs_each_event_once(tmp_path, full_run):
     _, mon_full, _ = full_run
     assert sorted(online) == sorted((k, v) for k, v in mon_full.logged.items()
                                     if k in ("memorization", "generalization"))
+
+
+def test_a_failed_read_of_the_live_store_delays_the_stop_but_does_not_cancel_it(tmp_path, monkeypatch,
+                                                                                full_run):
+    """An I/O error on one live read (seen on a real run, with another process opening the
+    store) costs one check: generalization is still found and the run still stops."""
+    import phasewatch.analysis.watch as watch
+    from phasewatch.analysis.store import TraceStoreError
+
+    real, calls = watch.read_live_trace, []
+
+    def flaky(*args, **kwargs):  # the third read fails as the real one did: disk I/O error
+        calls.append(1)
+        if len(calls) == 3:
+            raise TraceStoreError("trace.sqlite: read failed (disk I/O error)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(watch, "read_live_trace", flaky)
+    mon = PhaseMonitor(every=20, stop_after_generalization=40, wandb=False)
+    with pytest.warns(RuntimeWarning, match="reading it again at the next check"):
+        trainer = fit(tmp_path, [mon])
+    assert mon.failure is None and len(calls) > 3
+    assert mon.logged["generalization"] == full_run[1].logged["generalization"]
+    assert trainer.global_step == mon.stopped_at < STEPS
