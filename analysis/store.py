@@ -164,8 +164,8 @@ class TraceWriter:
 
     # ------------------------------------------------------------------ connection
     def _open(self, journal: str) -> sqlite3.Connection:
+        from .store_read import _check_file
         if self.path.exists() and self.path.stat().st_size:
-            from .store_read import _check_file
             _check_file(self.path)  # never append to a garbage or truncated file
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
@@ -196,6 +196,7 @@ class TraceWriter:
         conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", with_tx)
         self._name_ids = {n: i for i, n in conn.execute("SELECT id, name FROM names")}
         self._seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM scalars").fetchone()[0]
+        hold(self.path, +1)  # from here on this process never opens the file outside SQLite
         return conn
 
     closed = property(lambda self: self._conn is None, doc="True after close().")
@@ -453,6 +454,7 @@ class TraceWriter:
             self._logs.close()
             self._conn.close()
             self._conn = None
+            hold(self.path, -1)
             self._lock.release()
 
 
@@ -460,4 +462,4 @@ def _json_default(obj: Any) -> Any:  # numpy scalars/arrays, sets; anything else
     return obj.tolist() if hasattr(obj, "tolist") else sorted(obj, key=str) if isinstance(obj, set) else str(obj)
 
 # The reader lives in store_read.py (size); re-exported so `from .store import load_run` works.
-from .store_read import RunTrace, load_run  # noqa: E402,F401
+from .store_read import RunTrace, hold, load_run  # noqa: E402,F401

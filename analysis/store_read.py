@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,13 +34,33 @@ def load_run(path: str | os.PathLike) -> "RunTrace":
     return RunTrace(path)
 
 
+# trace.sqlite files this process has SQLite connections on (path -> count). Closing ANY
+# descriptor of a file drops every POSIX lock the process holds on it, SQLite's included; another
+# process's connection then takes the WAL for abandoned and deletes it on close, and every later
+# commit of this process's writer goes to the deleted file (seen: a PhaseMonitor read during a
+# run, then a shell's `sqlite3 trace.sqlite`: all rows after it were lost). So while SQLite holds
+# a file here, it is never opened outside SQLite.
+_HELD: Counter = Counter()
+
+
+def hold(db: Path, delta: int) -> None:
+    """Count a SQLite connection of this process on ``db`` opened (+1) or closed (-1)."""
+    key = str(Path(db).resolve())
+    _HELD[key] += delta
+    if _HELD[key] <= 0:
+        del _HELD[key]
+
+
 def _check_file(db: Path, tries: int = 3) -> None:
     """Header checks that SQLite itself may only report later (or never): garbage, truncation.
 
     The size check is skipped while a non-empty ``-wal`` exists (a live or killed writer: pages
     may sit in the WAL, and a checkpoint writes the new header before it extends the file), and
-    repeated briefly before calling a file truncated.
+    repeated briefly before calling a file truncated. Skipped entirely while this process has a
+    SQLite connection on the file (see ``_HELD``): that connection's open checked it.
     """
+    if str(Path(db).resolve()) in _HELD:
+        return
     wal = db.with_name(db.name + "-wal")
     live = wal.exists() and wal.stat().st_size > 0
     size = db.stat().st_size
@@ -121,6 +142,7 @@ class RunTrace:
         _check_file(self.db_path)
         try:
             self._conn = _connect_ro(self.db_path)
+            hold(self.db_path, +1)
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
             if _access_problem(self.db_path, e):
@@ -130,12 +152,12 @@ class RunTrace:
                                   "or not a trace store - move it away or restore a copy") from e
         missing = [t for t in REQUIRED_TABLES if t not in tables]
         if missing:
-            self._conn.close()
+            self.close()
             raise TraceStoreError(f"{self.db_path}: missing table(s) {missing}; not a complete "
                                   "phasewatch trace store - re-create it (e.g. `phasewatch import`)")
         version = self.meta.get("schema_version")
         if version != SCHEMA_VERSION:
-            self._conn.close()
+            self.close()
             hint = ("written by a newer phasewatch: upgrade phasewatch"
                     if isinstance(version, int) and version > SCHEMA_VERSION
                     else "written by an older phasewatch (an .npz file per array payload): "
@@ -152,7 +174,10 @@ class RunTrace:
                                   "- restore a copy or re-run") from e
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            hold(self.db_path, -1)
 
     def __enter__(self) -> "RunTrace":
         return self
