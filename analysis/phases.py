@@ -50,11 +50,19 @@ def _insufficient(why: str) -> dict:
 
 
 def _align(probes: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``v`` at each probe: the nearest sample closer than half the gap to a neighbouring probe."""
+    """``v`` at each probe: the nearest sample closer than half the gap to a neighbouring probe;
+    else, for a probe between two consecutive samples that lie no further out than its
+    neighbouring probes (evaluations sparser than the probes), their linear interpolation.
+
+    Example:
+        >>> _align(np.array([100, 150, 200, 400]), np.array([100, 200, 300]), np.array([1., 3., 5.]))
+        array([ 1.,  2.,  3., nan])
+    """
     out = np.full(probes.size, np.nan)
     if s.size == 0:
         return out
-    gaps = np.diff(probes.astype(float))
+    p = probes.astype(float)
+    gaps = np.diff(p)
     half = 0.5 * np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
     i = np.clip(np.searchsorted(s, probes), 1, max(s.size - 1, 1))
     left, right = s[i - 1], s[np.minimum(i, s.size - 1)]
@@ -62,6 +70,10 @@ def _align(probes: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     dist = np.abs(s[near] - probes)
     ok = (dist == 0) | (dist < half)
     out[ok] = v[near[ok]]
+    prev_probe, next_probe = np.r_[-np.inf, p[:-1]], np.r_[p[1:], np.inf]
+    between = (~ok & (left < p) & (p < right) & (left >= prev_probe) & (right <= next_probe))
+    w = (p - left) / np.where(right > left, right - left, 1.0)
+    out[between] = ((1 - w) * v[i - 1] + w * v[np.minimum(i, s.size - 1)])[between]
     return out
 
 

@@ -125,3 +125,13 @@ def test_a_measure_logged_at_few_probes_is_skipped_and_said():
     series["circuit/gini"] = (s[s > 0.8 * s[-1]], v[s > 0.8 * s[-1]])
     r = nanda_phases_from_trace(MemoryTrace(series), val_midpoint=truth["val_midpoint"], n_boot=0, jackknife=False)
     assert r["signals_skipped"] == ["circuit/gini"] and "circuit/gini" not in r["signals"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_evaluations_sparser_than_the_early_probes_still_carry_the_phases(seed):
+    """Losses evaluated every 200 steps, probes 50-150 apart early (as in the Nanda config,
+    evaluated every 100): a probe between two evaluations takes their interpolation, so the
+    loss and accuracy signals are not dropped from the segmentation."""
+    t, truth = nanda_trace(seed, every=200)
+    r = nanda_phases_from_trace(t, val_midpoint=truth["val_midpoint"], n_boot=20, jackknife=False)
+    assert r["signals_skipped"] == [] and {"train/loss", "val/loss"} <= set(r["signals"])
