@@ -92,11 +92,13 @@ def main(argv=None) -> int:
     ap.add_argument("--policy-steps-c", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=1, help="repeats per thread-policy arm")
     ap.add_argument("--skip-policy", action="store_true")
+    ap.add_argument("--policy-configs", default="A,C", help="configs of the thread-policy table")
     args = ap.parse_args(argv)
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min), cores {os.cpu_count()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_policy:
-            thread_policy(tmp, {"A": args.policy_steps_a, "C": args.policy_steps_c}, args.repeats,
+            steps = {"A": args.policy_steps_a, "C": args.policy_steps_c}
+            thread_policy(tmp, {c: steps[c] for c in args.policy_configs.split(",")}, args.repeats,
                           max(2, os.cpu_count() or 1))
         speedup = sweep_vs_loop(tmp, args.trials, args.steps)
     print(f"load after: {os.getloadavg()[0]:.2f} (1-min)")

@@ -87,9 +87,10 @@ def run(quick: bool, out_dir: str) -> dict:
            "Python's random.shuffle), the loss is over p classes (the paper's also scores '=').")
     if quick:
         why += f" Quick scale: {QUICK_STEPS} steps only, so the later phases cannot appear."
-    if not quick and last_step < 20000:
-        why += (f" The run stopped at step {last_step}, 1,500 steps after generalizing, "
-                "not at 20k (CPU time); a cleanup end after that is not measured.")
+    if not quick and last_step < 20000 and gen is not None:
+        why += (f" The run stopped at step {last_step:,}, {last_step - gen:,} steps after "
+                "generalizing (its stop rule: 1,500 steps after the confirmed generalization), "
+                "not at 20k (CPU time); a phase end after that is not measured.")
     return {
         "name": "nanda", "title": "Nanda et al. 2023: progress measures and phases (p = 113)",
         "paper": "Nanda, Chan, Lieberum, Smith, Steinhardt. Progress measures for grokking via "
