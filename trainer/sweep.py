@@ -158,8 +158,8 @@ def run_sweep(spec_path: str, out: str, scheduler: Optional[str] = None,
     state = None
     try:
         checked = client.submit(validate, spec, params, pure=False)
-        warm = [client.submit(_import_fit, workers=[address], allow_other_workers=False, pure=False)
-                for address in client.scheduler_info()["workers"]]  # each worker, in parallel
+        warm = [client.submit(_import_fit, workers=[address], allow_other_workers=True, pure=False)
+                for address in client.scheduler_info()["workers"]]  # each worker (or, if it died, any)
         wait([checked, *warm])
         checked.result()  # a SpecError comes back here
         state = SweepState(out)
