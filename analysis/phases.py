@@ -65,15 +65,16 @@ def _align(probes: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     gaps = np.diff(p)
     half = 0.5 * np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
     i = np.clip(np.searchsorted(s, probes), 1, max(s.size - 1, 1))
-    left, right = s[i - 1], s[np.minimum(i, s.size - 1)]
-    near = np.where(np.abs(probes - left) <= np.abs(right - probes), i - 1, np.minimum(i, s.size - 1))
+    j = np.minimum(i, s.size - 1)  # the sample right of the probe (i - 1: left of it)
+    left, right = s[i - 1], s[j]
+    near = np.where(np.abs(probes - left) <= np.abs(right - probes), i - 1, j)
     dist = np.abs(s[near] - probes)
     ok = (dist == 0) | (dist < half)
     out[ok] = v[near[ok]]
     prev_probe, next_probe = np.r_[-np.inf, p[:-1]], np.r_[p[1:], np.inf]
     between = (~ok & (left < p) & (p < right) & (left >= prev_probe) & (right <= next_probe))
     w = (p - left) / np.where(right > left, right - left, 1.0)
-    out[between] = ((1 - w) * v[i - 1] + w * v[np.minimum(i, s.size - 1)])[between]
+    out[between] = ((1 - w) * v[i - 1] + w * v[j])[between]
     return out
 
 

@@ -164,8 +164,8 @@ class TraceWriter:
 
     # ------------------------------------------------------------------ connection
     def _open(self, journal: str) -> sqlite3.Connection:
-        from .store_read import _check_file
         if self.path.exists() and self.path.stat().st_size:
+            from .store_read import _check_file
             _check_file(self.path)  # never append to a garbage or truncated file
         try:
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,

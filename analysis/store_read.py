@@ -43,9 +43,13 @@ def load_run(path: str | os.PathLike) -> "RunTrace":
 _HELD: Counter = Counter()
 
 
+def _held_key(db) -> str:
+    return str(Path(db).resolve())
+
+
 def hold(db: Path, delta: int) -> None:
     """Count a SQLite connection of this process on ``db`` opened (+1) or closed (-1)."""
-    key = str(Path(db).resolve())
+    key = _held_key(db)
     _HELD[key] += delta
     if _HELD[key] <= 0:
         del _HELD[key]
@@ -59,7 +63,7 @@ def _check_file(db: Path, tries: int = 3) -> None:
     repeated briefly before calling a file truncated. Skipped entirely while this process has a
     SQLite connection on the file (see ``_HELD``): that connection's open checked it.
     """
-    if str(Path(db).resolve()) in _HELD:
+    if _held_key(db) in _HELD:
         return
     wal = db.with_name(db.name + "-wal")
     live = wal.exists() and wal.stat().st_size > 0
@@ -140,11 +144,13 @@ class RunTrace:
             raise TraceStoreError(f"{self.db_path}: no trace store in {p}; pass a run directory "
                                   "written by TraceLogger, or create one with `phasewatch import`")
         _check_file(self.db_path)
+        self._conn = None
         try:
             self._conn = _connect_ro(self.db_path)
             hold(self.db_path, +1)
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
+            self.close()  # a connection opened before the error must not stay counted as held
             if _access_problem(self.db_path, e):
                 raise TraceStoreError(f"{self.db_path}: cannot open for reading ({e}); check the "
                                       "file's permissions (the store itself was not judged)") from e
