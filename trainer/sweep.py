@@ -92,11 +92,14 @@ def _client(scheduler: Optional[str], workers: Optional[int]):
     if scheduler:
         return Client(scheduler)
     # a trial whose worker dies comes back to the driver at once, which records and resubmits it;
-    # and no MALLOC_TRIM_THRESHOLD_ for the workers (see sweep_trial.keep_freed_memory)
-    dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
-    cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
-                           processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
+    # and no MALLOC_TRIM_THRESHOLD_ or stack profiler in the workers (see sweep_trial); the
+    # scheduler and nannies read these when created, and the caller's own config is left as it was
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                               processes=True, dashboard_address=":0",
+                               silence_logs=logging.CRITICAL)
     return Client(cluster)
 
 
