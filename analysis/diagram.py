@@ -154,7 +154,7 @@ def draw_diagram(agg: dict, path: str) -> str | None:
                          ha="center", va="center", fontsize=8)
             for k, (_, event) in enumerate(STEP_EVENTS, start=1):
                 st = g["spread"].get(event)
-                text = (f"{st['median']:.0f}\n[{st['min']}-{st['max']}]" if st else "not reached") + star
+                text = (f"{st['median']:.0f}\n[{st['min']}-{st['max']}]" if st else "not\nreached") + star
                 axes[k].text(xc[j], yc[i], text, ha="center", va="center", fontsize=7,
                              color="white" if st else "black")
     for ax in axes:

@@ -2,7 +2,8 @@
 
 1. Thread policy: wall time of ``phasewatch fit`` (tracking off, W&B disabled) on configs A and
    C with the default (auto) thread count, ``--run.threads 1`` and ``--run.threads <cores>``,
-   idle and with one competing busy process; prints auto's ratio to each (< 1: auto faster).
+   idle and with one competing busy process; prints the count auto chose (from the fit's log)
+   and auto's ratio to each arm (< 1: auto faster).
 2. Sweep: ``--trials`` seeds of config A (``--steps`` steps, default tracking on, W&B disabled)
    through ``phasewatch sweep`` (one worker per core) vs the same trials one after another with
    ``phasewatch fit``'s old default of two torch threads (``--run.threads 2``), each a new
@@ -18,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import yaml
 
@@ -33,9 +36,12 @@ ENV = {**os.environ, "WANDB_MODE": "disabled"}
 PW = [sys.executable, "-m", "phasewatch.analysis.cli"]
 
 
-def _timed(cmd: list[str]) -> float:
+def _timed(cmd: list[str], chosen: Optional[list] = None) -> float:
+    """Wall seconds of ``cmd``; appends the thread count its fit logged to ``chosen``."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV)
+    if chosen is not None:
+        chosen += re.findall(r"torch threads: (\d+)", done.stdout + done.stderr)[:1]
     return time.perf_counter() - t0
 
 
@@ -46,7 +52,8 @@ def _fit(root: str, config: str, steps: int, *extra: str) -> list[str]:
 
 
 def thread_policy(tmp: str, configs: dict, repeats: int, cores: int) -> None:
-    print(f"| config | load | auto s | 1 thread s | {cores} threads s | auto / 1 | auto / {cores} |")
+    print(f"| config | load | auto s (threads) | 1 thread s | {cores} threads s | auto / 1 | "
+          f"auto / {cores} |")
     print("|---|---|---|---|---|---|---|")
     for load in ("idle", "one busy process"):
         hog = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -54,13 +61,16 @@ def thread_policy(tmp: str, configs: dict, repeats: int, cores: int) -> None:
         try:
             for name, steps in configs.items():
                 arms: dict = {"auto": [], "1": [], str(cores): []}
+                chosen: list = []  # the thread counts auto took
                 for _ in range(repeats):  # interleaved, so drifting load hits every arm alike
                     for arm in arms:
                         extra = [] if arm == "auto" else ["--run.threads", arm]
                         arms[arm].append(_timed(_fit(os.path.join(tmp, "threads"), CONFIGS[name],
-                                                     steps, "--run.tracking", "false", *extra)))
+                                                     steps, "--run.tracking", "false", *extra),
+                                                chosen if arm == "auto" else None))
                 med = {a: statistics.median(v) for a, v in arms.items()}
-                print(f"| {name} ({steps} steps) | {load} | {med['auto']:.1f} | {med['1']:.1f} | "
+                print(f"| {name} ({steps} steps) | {load} | {med['auto']:.1f} "
+                      f"({'/'.join(sorted(set(chosen))) or '?'}) | {med['1']:.1f} | "
                       f"{med[str(cores)]:.1f} | {med['auto'] / med['1']:.2f} | "
                       f"{med['auto'] / med[str(cores)]:.2f} |", flush=True)
         finally:
