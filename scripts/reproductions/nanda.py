@@ -53,6 +53,26 @@ def phase_rows(phases: dict) -> list[dict]:
     return rows
 
 
+def inner_boundaries(phases: dict) -> str:
+    """The segment boundaries that end no phase, each with the phase it falls inside.
+
+    Example:
+        >>> ph = {"phases": [{"name": "cleanup", "expected": "cleanup", "start": 800, "end": 5000}],
+        ...       "boundaries": [{"name": None, "step": 3900, "low": 3800, "high": 4000},
+        ...                      {"name": "cleanup_end", "step": 5000, "low": 4900, "high": 5100}]}
+        >>> inner_boundaries(ph)
+        '3,900 [3800, 4000] inside cleanup'
+    """
+    out = []
+    for b in phases.get("boundaries") or []:
+        if b["name"] is None:
+            inside = [p["name"] or "an unnamed phase" for p in phases.get("phases") or []
+                      if p["start"] < b["step"] < p["end"]]
+            out.append(f"{b['step']:,} [{b['low']}, {b['high']}]"
+                       + (f" inside {inside[0]}" if inside else ""))
+    return "; ".join(out)
+
+
 def verdict(rows: list[dict]) -> str:
     named = [r for r in rows if r["ours"] and not r["ours"].startswith("unnamed")]
     close = [r for r in named if r["ratio"] and 1 / MATCH_FACTOR <= r["ratio"] <= MATCH_FACTOR]
@@ -85,6 +105,10 @@ def run(quick: bool, out_dir: str) -> dict:
            "seed is not set in its code, so its exact weights cannot be drawn; init nanda has "
            "its distributions and draw order; the split is ours (a seeded permutation, not "
            "Python's random.shuffle), the loss is over p classes (the paper's also scores '=').")
+    inner = inner_boundaries(analysis["phases"])
+    if inner:
+        why += (f" Segment boundaries that end no phase (the analyzer joined the segments on "
+                f"either side into one phase): {inner}.")
     if quick:
         why += f" Quick scale: {QUICK_STEPS} steps only, so the later phases cannot appear."
     if not quick and last_step < 20000:
