@@ -1,7 +1,8 @@
 """Plot a run's progress measures: Nanda's final-K losses next to the per-checkpoint-K ones.
 
-Left: ``circuit/excluded_loss`` and ``circuit/restricted_loss`` (one K, the final model's) with
-the same losses at each checkpoint's own K (dashed) and the train / val loss. Right: weight
+Left: ``circuit/excluded_loss`` and ``circuit/restricted_loss`` (one K, the final model's; absent
+when it has none) with the same losses at each checkpoint's own K (dashed) and the train / val
+loss. Right: weight
 norm (``weights/sum_sq``) and ``circuit/ipr_mean``. Needs matplotlib.
 
 Example:
@@ -34,7 +35,8 @@ def main() -> None:
     status = run.meta.get("circuit/progress_measures", {})
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, color in (("excluded_loss", "C3"), ("restricted_loss", "C2")):
-        ax.plot(*run.series(f"circuit/{name}"), color=color, label=f"{name} (final K)")
+        if first_present(run, f"circuit/{name}"):  # absent when the final model has no K
+            ax.plot(*run.series(f"circuit/{name}"), color=color, label=f"{name} (final K)")
         ax.plot(*run.series(f"circuit/{name}_current_k"), color=color, ls="--", alpha=0.6,
                 label=f"{name} (each checkpoint's K)")
     for names, color in ((("train/loss", "examples/train/loss"), "C0"),
@@ -42,8 +44,9 @@ def main() -> None:
         name = first_present(run, *names)
         if name:
             ax.plot(*run.series(name), color=color, lw=1, label=name)
-    ax.set(yscale="log", xlabel="step", ylabel="cross-entropy",
-           title=f"K = {status.get('key_freqs')} ({status.get('status')})")
+    title = (f"K = {status.get('key_freqs')} ({status.get('status')})" if status.get("key_freqs")
+             else "final model: no key frequencies, so no final-K losses")
+    ax.set(yscale="log", xlabel="step", ylabel="cross-entropy", title=title)
     ax.legend(fontsize=7)
     ax2.plot(*run.series("weights/sum_sq"), color="k", label="weights/sum_sq")
     ax2.set(xlabel="step", ylabel="sum of squared weights")

@@ -89,7 +89,7 @@ def run(quick: bool, out_dir: str) -> dict:
     with load_run(run_dir) as trace:
         status = dict(trace.meta).get("circuit/progress_measures") or {}
     last_step = int(analysis["budget"])
-    k = status.get("key_freqs")
+    k = status.get("key_freqs") or "none (the final model has none)"
     rows = phase_rows(analysis["phases"])
     fig = common.figure_path(f"nanda_progress{'.quick' if quick else ''}.png")
     subprocess.run([sys.executable, str(common.REPO / "scripts" / "plot_progress.py"),
