@@ -51,7 +51,10 @@ def fit_seconds(config: str, steps: int, tracking: bool, root: str) -> tuple[flo
            str(CONFIGS / CONFIG_FILES[config]), "--trainer.max_steps", str(steps),
            "--run.tracking", str(tracking).lower(), "--run.wandb", "disabled",
            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", root]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    # one torch thread: fit's own thread rule overrides OMP_NUM_THREADS (it took two on idle A,
+    # and the second one's spinning doubled the noise), PHASEWATCH_THREADS binds it
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PHASEWATCH_THREADS": "1",
+           "WANDB_MODE": "disabled"}
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds, cpu1 = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
