@@ -2,8 +2,7 @@
 
 Left: ``circuit/excluded_loss`` and ``circuit/restricted_loss`` (one K, the final model's; absent
 when it has none) with the same losses at each checkpoint's own K (dashed) and the train / val
-loss. Right: weight
-norm (``weights/sum_sq``) and ``circuit/ipr_mean``. Needs matplotlib.
+loss. Right: weight norm (``weights/sum_sq``) and ``circuit/ipr_mean``. Needs matplotlib.
 
 Example:
     .venv/bin/python scripts/plot_progress.py runs/latest docs/config_a_progress_measures.png
