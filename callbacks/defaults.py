@@ -9,19 +9,19 @@ Run without tracking (for overhead comparisons): ``default_callbacks(tracking=Fa
 ``off`` / ``false``. With the CLI: ``PHASEWATCH_TRACKING=0 phasewatch fit --config ...``.
 
 Default cadences (``DEFAULT_CADENCES``) and probe sizes were set from measured costs.
-``scripts/bench_callbacks.py`` (process CPU time, one torch thread, validation every 20 steps,
-5 interleaved repeats on the 2-core dev machine): end-to-end median ratio with / without (the
-per-repeat ratios spread over +-10 % on this shared machine), and the time spent inside each
-callback's hooks as a share of the rest of the same run (free of that noise):
+``python scripts/bench_callbacks.py --budget 7`` (2026-12-02, quiet 2-core machine, one torch
+thread, validation every 20 steps): whole-process median ratio with / without the set, with its
+95 % bootstrap interval over interleaved pairs, and the time spent inside each callback's hooks
+as a share of the rest of one in-process run:
 
-    config                      A (4,000 steps)   C (1,500 steps)   C (3,500 steps, 3 repeats)
-    default set, end to end     1.027             1.059             0.986
-    default set, in hooks       4.5 %             4.3 %             2.5 %
-      WeightNormMonitor         0.2 %             0.1 %             0.1 %
-      GradientMonitor           0.6 %             0.2 %             0.2 %
-      ExampleTracker            1.0 %             1.1 %             0.7 %
-      CircuitCheckpoint         1.6 %             2.6 %             1.4 %
-      PhaseMonitor              0.9 %             0.3 %             0.2 %
+    config                      A (4,000 steps)          C (1,500 steps)
+    default set, end to end     1.044 [0.962, 1.229]     1.105 [1.041, 1.163]
+    default set, in hooks       8.2 %                    7.6 %
+      WeightNormMonitor         0.3 %                    0.1 %
+      GradientMonitor           0.6 %                    0.3 %
+      ExampleTracker            1.3 %                    1.3 %
+      CircuitCheckpoint         3.6 %                    5.4 %
+      PhaseMonitor              2.4 %                    0.4 %
 
 Log-spaced cadences are dense early, so short runs pay more per step than full ones.
 
