@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
+import dask  # noqa: E402
 from phasewatch.trainer.sweep import _client  # noqa: E402
 from phasewatch.trainer.sweep_trial import TRIM_ENV, stop_worker_profiler  # noqa: E402
 
@@ -55,7 +56,6 @@ def test_the_sweeps_own_local_cluster_starts_its_workers_without_it() -> None:
         assert list(client.run(os.environ.get, TRIM_ENV).values()) == [None]
         (running, samples), = client.run(_profile_samples).values()
         assert not running and samples == 0
-        import dask
         assert dask.config.get("distributed.worker.profile.enabled")  # the caller's stays on
     finally:
         cluster = client.cluster
