@@ -9,19 +9,19 @@ Run without tracking (for overhead comparisons): ``default_callbacks(tracking=Fa
 ``off`` / ``false``. With the CLI: ``PHASEWATCH_TRACKING=0 phasewatch fit --config ...``.
 
 Default cadences (``DEFAULT_CADENCES``) and probe sizes were set from measured costs.
-``python scripts/bench_callbacks.py --budget 7`` (2026-12-02, quiet 2-core machine, one torch
-thread, validation every 20 steps): whole-process median ratio with / without the set, with its
-95 % bootstrap interval over interleaved pairs, and the time spent inside each callback's hooks
-as a share of the rest of one in-process run:
+``python scripts/bench_callbacks.py`` (2026-12-02, 2-core machine, one torch thread, validation
+every 20 steps, each config for its own ``max_steps``): whole-process median ratio with / without
+the set, with its 95 % bootstrap interval over pairs run side by side, and the time spent inside
+each callback's hooks as a share of the rest of one in-process run:
 
-    config                      A (4,000 steps)          C (1,500 steps)
-    default set, end to end     1.044 [0.962, 1.229]     1.105 [1.041, 1.163]
-    default set, in hooks       8.2 %                    7.6 %
+    config                      A (4,000 steps)          C (5,000 steps)
+    default set, end to end     1.080 [1.051, 1.122]     0.993 [0.974, 1.051]
+    default set, in hooks       7.3 %                    3.6 %
       WeightNormMonitor         0.3 %                    0.1 %
-      GradientMonitor           0.6 %                    0.3 %
-      ExampleTracker            1.3 %                    1.3 %
-      CircuitCheckpoint         3.6 %                    5.4 %
-      PhaseMonitor              2.4 %                    0.4 %
+      GradientMonitor           0.6 %                    0.2 %
+      ExampleTracker            1.4 %                    0.7 %
+      CircuitCheckpoint         3.1 %                    2.3 %
+      PhaseMonitor              1.8 %                    0.3 %
 
 Log-spaced cadences are dense early, so short runs pay more per step than full ones.
 

@@ -1,16 +1,20 @@
 """What the default callbacks cost the user: whole-process wall time of ``phasewatch fit``.
 
-Configs (the README's configs table, full batch, validation every 20 steps, checkpoints every 500):
-  A: configs/modadd_mlp.yaml (embedding MLP, p=59), its full 4,000 steps
-  C: configs/modadd_transformer.yaml (1-layer transformer, d_model 128), 1,500 of its 5,000
-     steps by default (log-spaced cadences are dense early, so a shorter run over-states the
-     overhead)
+Configs (the README's configs table, full batch, validation every 20 steps, checkpoints every 500),
+each run for its own ``max_steps`` unless ``--steps-a`` / ``--steps-c`` say otherwise:
+  A: configs/modadd_mlp.yaml (embedding MLP, p=59), 4,000 steps
+  C: configs/modadd_transformer.yaml (1-layer transformer, d_model 128), 5,000 steps (log-spaced
+     cadences are dense early, so a shorter run over-states the overhead of the full one)
 Arms: ``phasewatch fit --config ... --run.wandb disabled`` with the default callbacks and with
 ``--run.tracking false``, each a fresh process (start-up, training, checkpoints, the end-of-fit
-analysis and closing the store all count), one torch thread. The arms run in pairs, the order
-alternating from pair to pair so drift hits both alike, until the 95 % bootstrap interval (over
-pairs) of the median ratio default / none is narrower than ``--width`` (0.03) or the config's
-``--budget`` seconds are spent; the interval is printed either way.
+analysis and closing the store all count), one torch thread each. The two arms of a pair run at
+the same time, one per core, so that the host's speed, which drifts by ~10 % from minute to minute
+on a shared machine, is the same for both (``--sequential``: one after the other, the order
+alternating from pair to pair). Side by side, each arm is pinned to one core and the arms
+swap cores from pair to pair: on a shared host one core can run slower than the other. Pairs
+run until the 95 % bootstrap interval (over pairs) of the median ratio default / none is
+narrower than ``--width`` (0.03) or the config's ``--budget`` minutes are spent; the interval
+is printed either way.
 
 Diagnostic (``--hooks``, default on): one in-process default run per config with every
 callback hook timed: the share of the run spent inside each callback's hooks. What the hooks
@@ -18,10 +22,9 @@ do not show (writing the store, Lightning's dispatch, end-of-fit work) is the ga
 the end-to-end ratio.
 
 Last line: ``callback overhead: X.XX`` = the larger of the configs' end-to-end (wall) median ratios.
-Beside each wall ratio the bench prints the CPU-time (user + system) ratio of the same pairs,
-which other processes on a shared machine disturb far less than wall time.
+Beside each wall ratio the bench prints the CPU-time (user + system) ratio of the same pairs.
 
-    .venv/bin/python scripts/bench_callbacks.py                       # ~15-25 min, quiet 2 cores
+    .venv/bin/python scripts/bench_callbacks.py                       # ~40-60 min, quiet 2 cores
     .venv/bin/python scripts/bench_callbacks.py --steps-a 300 --steps-c 60 --min-pairs 2 \\
         --budget 1 --no-hooks                                         # smoke
 """
@@ -30,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +48,52 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = {"A": "modadd_mlp.yaml", "C": "modadd_transformer.yaml"}
 
 
-def fit_seconds(config: str, steps: int, tracking: bool, root: str) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one ``phasewatch fit`` process."""
+def fit_seconds(config: str, steps: int, tracking: bool, root: str,
+                core: int | None = None) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one ``phasewatch fit`` process (on ``core`` only)."""
     cmd = [sys.executable, "-m", "phasewatch.analysis.cli", "fit", "--config",
            str(CONFIGS / CONFIG_FILES[config]), "--trainer.max_steps", str(steps),
            "--run.tracking", str(tracking).lower(), "--run.wandb", "disabled",
-           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", root]
+           "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
+           os.path.join(root, "default" if tracking else "none")]  # arms may run at once
     # one torch thread: fit's own thread rule overrides OMP_NUM_THREADS (it took two on idle A,
     # and the second one's spinning doubled the noise), PHASEWATCH_THREADS binds it
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PHASEWATCH_THREADS": "1",
            "WANDB_MODE": "disabled"}
-    start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds, cpu1 = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        sys.exit(f"bench_callbacks: {' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return seconds, (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    start = time.perf_counter()
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env, preexec_fn=pin) as proc:
+        stderr = proc.stderr.read()
+        # this child's own CPU time (RUSAGE_CHILDREN would mix in the concurrent arm's)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(f"bench_callbacks: {' '.join(cmd)} failed:\n{stderr[-2000:]}")
+    return seconds, usage.ru_utime + usage.ru_stime
+
+
+def run_pair(config: str, steps: int, root: str, sequential: bool, first: bool
+             ) -> dict[bool, tuple[float, float]]:
+    """{tracking: (wall s, CPU s)} of one pair: in turn (``first`` leads), or side by side, each
+    arm on its own core, the arms swapping cores from pair to pair (``first``) so that a core
+    slower than the other (its neighbours on the host) weighs on both arms alike."""
+    if sequential:
+        return {tracking: fit_seconds(config, steps, tracking, root) for tracking in (first, not first)}
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    with ThreadPoolExecutor(2) as pool:
+        futures = {tracking: pool.submit(fit_seconds, config, steps, tracking, root,
+                                         cores[int(tracking == first)])
+                   for tracking in (False, True)}
+        return {tracking: future.result() for tracking, future in futures.items()}
+
+
+def max_steps(config: str) -> int:
+    """The config file's ``trainer.max_steps``."""
+    import yaml
+
+    return int(yaml.safe_load((CONFIGS / CONFIG_FILES[config]).read_text())["trainer"]["max_steps"])
 
 
 def median_interval(ratios: list[float], level: float = 0.95, draws: int = 4000,
@@ -85,14 +118,14 @@ def end_to_end(config: str, steps: int, args: argparse.Namespace, root: str) -> 
     times: dict[bool, list[float]] = {True: [], False: []}
     start = time.perf_counter()
     while len(ratios) < args.max_pairs:
-        order = (False, True) if len(ratios) % 2 == 0 else (True, False)
-        pair = {tracking: fit_seconds(config, steps, tracking, root) for tracking in order}
+        pair = run_pair(config, steps, root, args.sequential, first=len(ratios) % 2 == 1)
         for tracking, (seconds, _) in pair.items():
             times[tracking].append(seconds)
         ratios.append(pair[True][0] / pair[False][0])
         cpu_ratios.append(pair[True][1] / pair[False][1])
         print(f"# {config} pair {len(ratios)}: default {pair[True][0]:.2f} s, none "
-              f"{pair[False][0]:.2f} s, ratio {ratios[-1]:.3f} (CPU time {cpu_ratios[-1]:.3f})",
+              f"{pair[False][0]:.2f} s, ratio {ratios[-1]:.3f} (CPU time {cpu_ratios[-1]:.3f})"
+              + ("" if args.sequential else f", default on core {'AB'[(len(ratios) + 1) % 2]}"),
               flush=True)
         if len(ratios) >= args.min_pairs:
             _, lo, hi = median_interval(ratios)
@@ -104,7 +137,7 @@ def end_to_end(config: str, steps: int, args: argparse.Namespace, root: str) -> 
           f"[{lo:.3f}, {hi:.3f}] (width {hi - lo:.3f}, {len(ratios)} pairs, per pair "
           f"{min(ratios):.3f}-{max(ratios):.3f})", flush=True)
     cmed, clo, chi = median_interval(cpu_ratios)
-    print(f"{config:6} CPU time (user + system, robust to other processes): ratio {cmed:.3f} "
+    print(f"{config:6} CPU time (user + system) ratio {cmed:.3f} "
           f"95% interval [{clo:.3f}, {chi:.3f}]", flush=True)
     return med
 
@@ -160,8 +193,10 @@ def _time_hooks(cb, spent: dict[str, float]) -> None:
 
 def main(argv=None) -> float:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps-a", type=int, default=4000)
-    ap.add_argument("--steps-c", type=int, default=1500)
+    ap.add_argument("--steps-a", type=int, help="default: the config's max_steps")
+    ap.add_argument("--steps-c", type=int, help="default: the config's max_steps")
+    ap.add_argument("--sequential", action="store_true",
+                    help="run a pair's arms one after the other instead of side by side")
     ap.add_argument("--configs", default="A,C")
     ap.add_argument("--width", type=float, default=0.03, help="stop when the 95%% interval is narrower")
     ap.add_argument("--min-pairs", type=int, default=6)
@@ -169,9 +204,10 @@ def main(argv=None) -> float:
     ap.add_argument("--budget", type=float, default=12.0, help="minutes per config (after min-pairs)")
     ap.add_argument("--no-hooks", dest="hooks", action="store_false", help="skip the diagnostic")
     args = ap.parse_args(argv)
-    steps = {"A": args.steps_a, "C": args.steps_c}
-    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wall time, "
-          "one torch thread, W&B disabled")
+    steps = {"A": args.steps_a or max_steps("A"), "C": args.steps_c or max_steps("C")}
+    args.sequential = args.sequential or len(os.sched_getaffinity(0)) < 2  # side by side: 2 cores
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wall time, one torch "
+          f"thread, W&B disabled, pairs {'in turn' if args.sequential else 'side by side'}")
     worst = 0.0
     with tempfile.TemporaryDirectory() as root:
         for cfg in args.configs.split(","):

@@ -7,7 +7,10 @@ loop with the same model, AdamW, warmup schedule, loss and evaluation cadence: t
 (``PhaseModule(lean_step=True)``, routine store flushes on the writer thread) and, for
 reference, the plain one (Lightning's automatic optimization, flushes in the training thread).
 The arms are interleaved, ``--reps`` times each; the median ratio of speeds is printed with the
-range over repeats (goal >= 0.95 for the default path).
+range over repeats (goal >= 0.95 for the default path). A fourth arm, Lightning's floor, runs a
+module whose step does no math (one optimizer step of a single parameter, an empty validation
+step) under the same Trainer: the per-step cost of Lightning's loop itself, which no module can
+go below, and the best ratio it leaves for the config (bare step time / (bare + floor)).
 (b) the 1-layer transformer's output-position-only computation against all positions at
 d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
 (c) start-up: wall time of ``phasewatch fit --config configs/modadd_mlp.yaml`` stopped after
@@ -51,10 +54,29 @@ class _Clock(pl.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
-def lightning_seconds(data_kw: dict, module_kw: dict, steps: int, lean: bool = True) -> float:
+class _NoMath(pl.LightningModule):
+    """Lightning's loop and nothing else: a step that only steps the optimizer of one number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx) -> None:
+        self.optimizers().step()  # Lightning counts global_step in the optimizer's step
+
+    def validation_step(self, batch, batch_idx) -> None:
+        pass
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self.w], lr=0.0)
+
+
+def lightning_seconds(data_kw: dict, module_kw: dict, steps: int, lean: bool = True,
+                      no_math: bool = False) -> float:
     torch.manual_seed(0)
     dm = TaskDataModule(**data_kw)
-    module = PhaseModule(dm.task, lean_step=lean, **module_kw)
+    module = _NoMath() if no_math else PhaseModule(dm.task, lean_step=lean, **module_kw)
     clock = _Clock()
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(max_steps=steps, val_check_interval=EVAL_EVERY, check_val_every_n_epoch=None,
@@ -116,17 +138,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"(a) Lightning path vs bare loop, threads={torch.get_num_threads()}, reps={args.reps}")
     for name, (data_kw, module_kw, steps) in CONFIGS.items():
-        seconds: dict[str, list[float]] = {"bare": [], "default": [], "plain": []}
+        seconds: dict[str, list[float]] = {"bare": [], "default": [], "plain": [], "floor": []}
         for _ in range(args.reps):
             seconds["bare"].append(bare_seconds(data_kw, module_kw, steps))
             seconds["default"].append(lightning_seconds(data_kw, module_kw, steps, lean=True))
             seconds["plain"].append(lightning_seconds(data_kw, module_kw, steps, lean=False))
+            seconds["floor"].append(lightning_seconds(data_kw, module_kw, steps, no_math=True))
         print(f"  config {name}: bare {steps / statistics.median(seconds['bare']):7.1f} steps/s")
         for arm in ("default", "plain"):
             ratios = [b / t for b, t in zip(seconds["bare"], seconds[arm])]
             print(f"    Lightning {arm:7} {steps / statistics.median(seconds[arm]):7.1f} steps/s, ratio "
                   f"(Lightning/bare speed) median {statistics.median(ratios):.2f} "
                   f"({min(ratios):.2f}-{max(ratios):.2f})")
+        floor = [f / steps * 1e6 for f in seconds["floor"]]
+        best = [b / (b + f) for b, f in zip(seconds["bare"], seconds["floor"])]
+        print(f"    Lightning floor   {statistics.median(floor):7.1f} us/step (a step with no math, "
+              f"{min(floor):.1f}-{max(floor):.1f}): best reachable ratio {statistics.median(best):.2f} "
+              f"({min(best):.2f}-{max(best):.2f})")
     if args.only_a:
         return
     print("(b) 1-layer transformer, output position only vs all positions (d_model 128, p=113)")
