@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = {"A": "modadd_mlp.yaml", "C": "modadd_transformer.yaml"}
@@ -89,11 +90,9 @@ def run_pair(config: str, steps: int, root: str, sequential: bool, first: bool
         return {tracking: future.result() for tracking, future in futures.items()}
 
 
-def max_steps(config: str) -> int:
-    """The config file's ``trainer.max_steps``."""
-    import yaml
-
-    return int(yaml.safe_load((CONFIGS / CONFIG_FILES[config]).read_text())["trainer"]["max_steps"])
+def load_config(config: str) -> dict:
+    """The config file of ``config`` ("A" or "C"), parsed."""
+    return yaml.safe_load((CONFIGS / CONFIG_FILES[config]).read_text())
 
 
 def median_interval(ratios: list[float], level: float = 0.95, draws: int = 4000,
@@ -146,7 +145,6 @@ def hook_shares(config: str, steps: int, root: str) -> None:
     """One in-process default run with every callback hook timed; print each callback's share."""
     import pytorch_lightning as pl
     import torch
-    import yaml
 
     from phasewatch.callbacks import TraceLogger, default_callbacks
     from phasewatch.trainer.data import TaskDataModule
@@ -157,7 +155,7 @@ def hook_shares(config: str, steps: int, root: str) -> None:
     callbacks = default_callbacks()
     for cb in callbacks:
         _time_hooks(cb, spent)
-    cfg = yaml.safe_load((CONFIGS / CONFIG_FILES[config]).read_text())
+    cfg = load_config(config)
     pl.seed_everything(cfg["seed_everything"], verbose=False)
     dm = TaskDataModule(**cfg["data"])
     module = PhaseModule(dm.task, **cfg["model"])
@@ -204,7 +202,8 @@ def main(argv=None) -> float:
     ap.add_argument("--budget", type=float, default=12.0, help="minutes per config (after min-pairs)")
     ap.add_argument("--no-hooks", dest="hooks", action="store_false", help="skip the diagnostic")
     args = ap.parse_args(argv)
-    steps = {"A": args.steps_a or max_steps("A"), "C": args.steps_c or max_steps("C")}
+    steps = {cfg: getattr(args, f"steps_{cfg.lower()}") or load_config(cfg)["trainer"]["max_steps"]
+             for cfg in CONFIG_FILES}
     args.sequential = args.sequential or len(os.sched_getaffinity(0)) < 2  # side by side: 2 cores
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wall time, one torch "
           f"thread, W&B disabled, pairs {'in turn' if args.sequential else 'side by side'}")
