@@ -127,12 +127,14 @@ def recompute_series(probe: Any, model: nn.Module, steps: Sequence[int], snapsho
                      ) -> dict[str, tuple[list[int], list[float]]]:
     """``{main name: (steps, values)}``: restricted and excluded loss of each snapshot with one K.
 
-    ``probe`` is a set-up ``FourierProbe`` (its grid and labels); ``model`` is copied (in
-    float64, so the logits of the stored float32 weights carry no rounding), never modified;
-    ``snapshots`` [n_steps, n_weights] in ``layout``.
+    ``probe`` is a set-up ``FourierProbe`` (its grid and labels); ``model`` is copied, never
+    modified; ``snapshots`` [n_steps, n_weights] in ``layout``. As in Nanda et al.'s code, the
+    forward pass runs in float32 (the precision the stored weights have and the model trained
+    in) and the projections and cross-entropies in float64 (``progress_losses``); the logits
+    are those the live probe saw at the same step.
     """
     device = next(model.parameters()).device
-    work = copy.deepcopy(model).to(device, torch.float64).eval()  # float64, as Nanda computes
+    work = copy.deepcopy(model).to(device, torch.float32).eval()
     restricted, excluded = [], []
     with torch.no_grad():
         for flat in snapshots:

@@ -1,7 +1,9 @@
 """Nanda et al.'s progress measures with one K (callbacks/progress.py, ``phasewatch probe``).
 
 The final series are checked against an independent numpy computation from the saved weights
-(forward pass and Fourier directions built here, Nanda's tensor-product form); the offline
+(forward pass and Fourier directions built here, Nanda's tensor-product form; its forward runs
+in float64, the recompute's in float32 as Nanda's does: on these runs the two differ by < 1e-7
+nats, so 1e-6 is the tolerance); the offline
 command against the end-of-fit recompute; runs where the measures do not apply against what
 they log.
 """
