@@ -25,6 +25,8 @@ Example:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .phase_signatures import name_segments, trends
@@ -90,13 +92,20 @@ def _series(trace, name: str, aliases: dict):
     return s, v
 
 
+def _read_all(trace, names: list, aliases: dict) -> dict:
+    """``{name: (steps, transformed values) or None}``: each series read once per analysis."""
+    return {name: _series(trace, name, aliases) for name in names}
+
+
+def _matrix(series: dict, probes: np.ndarray, names: list) -> np.ndarray:
+    cols = [np.full(probes.size, np.nan) if series[n] is None else _align(probes, *series[n])
+            for n in names]
+    return np.stack(cols, axis=1)
+
+
 def probe_matrix(trace, probes: np.ndarray, names: list, aliases: dict | None = None) -> np.ndarray:
     """[n probes, d signals] transformed samples aligned to ``probes`` (NaN: no sample there)."""
-    cols = []
-    for name in names:
-        got = _series(trace, name, aliases or {})
-        cols.append(np.full(probes.size, np.nan) if got is None else _align(probes, *got))
-    return np.stack(cols, axis=1)
+    return _matrix(_read_all(trace, names, aliases or {}), probes, names)
 
 
 def _axis_x(steps: np.ndarray, axis: str) -> np.ndarray:
@@ -124,13 +133,14 @@ def _bracket(steps: np.ndarray, lo: float, hi: float) -> list:
     return [int(steps[max(a, 0)]), int(steps[min(b, steps.size - 1)])]
 
 
-def _phases_at(trace, probes, used, aliases, axis, val_midpoint):
-    """Segment and name the probes ``probes``: ``(x, Y, fit, phases)``, or None if too few.
+def _phases_at(series, probes, used, axis, val_midpoint):
+    """Segment and name the probes ``probes`` (``series``: ``_read_all``'s): ``(x, Y, fit,
+    phases)``, or None if too few.
 
     ``phases``: ``[{name, expected, failed, first, last, trends, start, end}]``, segments
     ``first``..``last`` (indices into the fit's segments).
     """
-    Y = probe_matrix(trace, probes, used, aliases)
+    Y = _matrix(series, probes, used)
     x = _axis_x(probes, axis)
     floor = FLOOR * np.nan_to_num(np.nanmax(Y, 0) - np.nanmin(Y, 0))
     fit = select_segments(x, Y, MAX_SEGMENTS, MIN_SIZE, sigma_floor=floor)
@@ -140,6 +150,7 @@ def _phases_at(trace, probes, used, aliases, axis, val_midpoint):
     bsteps = [_position_step(probes, s - 0.5, axis) for s in fit.starts]
     tl = used.index("train/loss") if "train/loss" in used else None
 
+    @functools.cache  # name_segments asks for a run of segments once per phase it tries
     def union(i, j):
         return dict(zip(used, trends(x, Y, (edges[i], edges[j + 1]), fit.sigma, fit.inflation)))
 
@@ -164,7 +175,7 @@ def _named_ends(fit, named) -> dict:
             if nm["name"] and nm["last"] < len(fit.starts)}
 
 
-def _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) -> tuple:
+def _jackknife(series, probes, used, axis, val_midpoint, named, ends) -> tuple:
     """The whole analysis without each probe: ``({end name: [lo, hi] positions}, {phase: step})``.
 
     A phase is unstable (second dict: the first probe whose removal loses it) when some
@@ -175,7 +186,7 @@ def _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) ->
     unstable: dict = {}
     for i in range(probes.size):
         rows = np.delete(np.arange(probes.size), i)
-        got = _phases_at(trace, probes[rows], used, aliases, axis, val_midpoint)
+        got = _phases_at(series, probes[rows], used, axis, val_midpoint)
         g_ends = {} if got is None else _named_ends(got[2], got[3])
         g_names = set() if got is None else {nm["name"] for nm in got[3]}
         for nm in named:
@@ -219,7 +230,8 @@ def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float
         return _insufficient(f"restricted loss constant ({10 ** np.nanmedian(rs):.4g}): "
                              "the key-frequency set K is empty, the measures carry no phase signal")
     used = [n for n in SIGNALS if aliases.get(n, n) in names]
-    Y = probe_matrix(trace, probes, used, aliases)
+    series = _read_all(trace, used, aliases)
+    Y = _matrix(series, probes, used)
     cover = np.isfinite(Y).mean(0)
     skipped = [n for n, c in zip(used, cover) if c < MIN_COVER]
     used = [n for n, c in zip(used, cover) if c >= MIN_COVER]
@@ -232,9 +244,9 @@ def nanda_phases_from_trace(trace, generalized: bool = True, val_midpoint: float
         val_midpoint = None if tx is None else float(tx.midpoint.step)
     if not generalized:
         val_midpoint = None
-    x, Y, fit, named = _phases_at(trace, probes, used, aliases, axis, val_midpoint)
+    x, Y, fit, named = _phases_at(series, probes, used, axis, val_midpoint)
     ends = _named_ends(fit, named)
-    jack, unstable = _jackknife(trace, probes, used, aliases, axis, val_midpoint, named, ends) \
+    jack, unstable = _jackknife(series, probes, used, axis, val_midpoint, named, ends) \
         if jackknife else ({name: [pos, pos] for name, pos in ends.items()}, {})
     boot = bootstrap_positions(x, Y, fit, n_boot=n_boot, seed=seed, min_size=MIN_SIZE)
     phases, boundaries = [], []

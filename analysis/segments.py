@@ -44,17 +44,19 @@ def segment_costs(x: np.ndarray, Y: np.ndarray, per_column: bool = False) -> np.
     by s_j divides its slice by s_j^2: the costs of any column scaling in one product).
     NaN entries of ``Y`` are missing samples (that signal was not logged at that row); each
     column is fitted on its own samples. Prefix sums make the whole [n+1, n+1] matrix one
-    vectorized computation.
+    vectorized computation. ``Y`` [B, n, d] gives one matrix per leading index ([B, n+1, n+1]).
     """
     x = np.asarray(x, dtype=float)
-    Y = np.asarray(Y, dtype=float).reshape(len(x), -1)
+    Y = np.asarray(Y, dtype=float)
+    Y = Y.reshape(*Y.shape[:-2], len(x), -1) if Y.ndim == 3 else Y.reshape(len(x), -1)
     W = np.isfinite(Y).astype(float)
     Y0 = np.where(W > 0, Y, 0.0)
     X = x[:, None] * W
-    z = np.zeros((1, Y.shape[1]))
-    cw, cx, cxx, cy, cxy, cyy = (np.vstack([z, np.cumsum(v, 0)])
+    z = np.zeros((*Y.shape[:-2], 1, Y.shape[-1]))
+    cw, cx, cxx, cy, cxy, cyy = (np.concatenate([z, np.cumsum(v, -2)], -2)
                                  for v in (W, X, X * x[:, None], Y0, X * Y0, Y0 * Y0))
-    m, sx, sxx, sy, sxy, syy = (c[None, :, :] - c[:, None, :] for c in (cw, cx, cxx, cy, cxy, cyy))
+    m, sx, sxx, sy, sxy, syy = (c[..., None, :, :] - c[..., :, None, :]
+                                for c in (cw, cx, cxx, cy, cxy, cyy))
     m = np.maximum(m, 1.0)
     vx = sxx - sx * sx / m
     cov = sxy - sx * sy / m
@@ -65,30 +67,38 @@ def segment_costs(x: np.ndarray, Y: np.ndarray, per_column: bool = False) -> np.
     return rss if per_column else rss.sum(-1)
 
 
+def _partition_tables(C: np.ndarray, max_segments: int, min_size: int) -> tuple[list, list]:
+    """Dynamic programming on cost matrices ``C`` [B, n+1, n+1]: per k, the best cost of rows
+    0..j-1 in k segments (``F[k-1]`` [B, n+1]) and the start of the last one (``arg[k-1]``)."""
+    n = C.shape[-1] - 1
+    i, j = np.arange(n + 1)[:, None], np.arange(n + 1)[None, :]
+    C = np.where(j - i >= min_size, C, np.inf)
+    F, arg = [C[:, 0]], [None]
+    for _ in range(2, max_segments + 1):
+        tot = F[-1][:, :, None] + C
+        arg.append(np.argmin(tot, axis=1))
+        F.append(np.take_along_axis(tot, arg[-1][:, None, :], 1)[:, 0])
+    return F, arg
+
+
+def _starts(arg: list, k: int, n: int) -> np.ndarray:
+    """[B, k-1] first rows of segments 2..k of the best k-segment partitions (ascending)."""
+    jj, starts = np.full(arg[1].shape[0] if k > 1 else 0, n), []
+    for kk in range(k, 1, -1):
+        jj = arg[kk - 1][np.arange(jj.size), jj]
+        starts.append(jj)
+    return np.stack(starts[::-1], 1) if starts else np.zeros((jj.size, 0), dtype=int)
+
+
 def best_partitions(C: np.ndarray, max_segments: int, min_size: int) -> dict:
     """Exact best partition for each k = 1..max_segments: ``{k: (starts, cost)}``.
 
     ``starts`` are the first rows of segments 2..k. Dynamic programming on the cost matrix.
     """
     n = C.shape[0] - 1
-    i, j = np.arange(n + 1)[:, None], np.arange(n + 1)[None, :]
-    C = np.where(j - i >= min_size, C, np.inf)
-    F = [C[0]]
-    arg = [None]
-    for _ in range(2, max_segments + 1):
-        tot = F[-1][:, None] + C
-        arg.append(np.argmin(tot, axis=0))
-        F.append(tot[arg[-1], np.arange(n + 1)])
-    out = {}
-    for k in range(1, max_segments + 1):
-        if not np.isfinite(F[k - 1][n]):
-            continue
-        starts, jj = [], n
-        for kk in range(k, 1, -1):
-            jj = int(arg[kk - 1][jj])
-            starts.append(jj)
-        out[k] = (sorted(starts), float(F[k - 1][n]))
-    return out
+    F, arg = _partition_tables(C[None], max_segments, min_size)
+    return {k: ([int(s) for s in _starts(arg, k, n)[0]] if k > 1 else [], float(F[k - 1][0, n]))
+            for k in range(1, max_segments + 1) if np.isfinite(F[k - 1][0, n])}
 
 
 def line_fit(x: np.ndarray, Y: np.ndarray, starts: list) -> np.ndarray:
@@ -210,12 +220,12 @@ def bootstrap_positions(x, Y, fit: SegmentFit, n_boot: int = 200, seed: int = 0,
     missing = ~np.isfinite(Y)
     block = int(np.clip(round((1 + fit.phi) / (1 - fit.phi)), 1, max(n // 4, 1)))
     boots = []
-    for _ in range(n_boot if fit.k > 1 else 0):
-        Yb = fit.fitted + _block_resample(res, block, rng)
-        Yb[missing] = np.nan
-        parts = best_partitions(segment_costs(x, Yb / fit.sigma), fit.k, min_size)
-        if fit.k in parts:
-            boots.append([s - 0.5 for s in parts[fit.k][0]])
-    boots = np.asarray(boots).reshape(-1, len(est))
+    draws = [_block_resample(res, block, rng) for _ in range(n_boot if fit.k > 1 else 0)]
+    for chunk in range(0, len(draws), 50):  # all replicates of a chunk in one computation
+        Yb = fit.fitted + np.stack(draws[chunk:chunk + 50])
+        Yb[:, missing] = np.nan
+        F, arg = _partition_tables(segment_costs(x, Yb / fit.sigma), fit.k, min_size)
+        boots.append(_starts(arg, fit.k, n)[np.isfinite(F[fit.k - 1][:, n])] - 0.5)
+    boots = np.concatenate(boots) if boots else np.zeros((0, len(est)))
     return [[float(q) for q in np.quantile(boots[:, j], [0.025, 0.975])] if len(boots) else [e, e]
             for j, e in enumerate(est)]
