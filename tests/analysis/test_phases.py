@@ -13,7 +13,8 @@ from phase_checks import drop_one_violations, signature_holds_on_samples, withou
 from phasewatch.analysis.analyzer import analyze_trace
 from phasewatch.analysis.memtrace import MemoryTrace
 from phasewatch.analysis.phases import nanda_phases_from_trace
-from phasewatch.analysis.segments import best_partitions, segment_costs, select_segments
+from phasewatch.analysis.segments import (_partition_tables, _starts, best_partitions, segment_costs,
+                                          select_segments)
 from phasewatch.analysis.synthetic_examples import nanda_trace, score_phase_oracle
 
 
@@ -42,6 +43,21 @@ def test_best_partition_is_the_brute_force_optimum():
                     for c in itertools.combinations(range(3, 14), k - 1)
                     if all(b - a >= 3 for a, b in zip((0, *c), (*c, 16))))
         assert got[k][1] == pytest.approx(brute[0]) and got[k][0] == brute[1]
+
+
+def test_batched_costs_and_partitions_equal_one_matrix_at_a_time():
+    """The bootstrap segments its replicates in batches: each must get what it gets alone."""
+    rng = np.random.default_rng(2)
+    x = np.sort(rng.uniform(0, 5, 14))
+    Y = rng.normal(size=(6, 14, 3))
+    Y[:, 5, 2] = np.nan  # the same missing cell in every replicate, as in the bootstrap
+    C = segment_costs(x, Y)
+    for b in range(6):
+        np.testing.assert_array_equal(C[b], segment_costs(x, Y[b]))
+    F, arg = _partition_tables(C, 3, 3)
+    starts = _starts(arg, 3, 14)
+    for b in range(6):
+        assert starts[b].tolist() == best_partitions(C[b], 3, 3)[3][0]
 
 
 def test_bic_finds_the_number_of_straight_pieces():
