@@ -15,13 +15,13 @@ the set, with its 95 % bootstrap interval over pairs run side by side, and the t
 each callback's hooks as a share of the rest of one in-process run:
 
     config                      A (4,000 steps)          C (5,000 steps)
-    default set, end to end     1.080 [1.051, 1.122]     0.993 [0.974, 1.051]
-    default set, in hooks       7.3 %                    3.6 %
+    default set, end to end     1.070 [1.056, 1.085]     0.976 [0.958, 1.069]
+    default set, in hooks       7.8 %                    3.1 %
       WeightNormMonitor         0.3 %                    0.1 %
-      GradientMonitor           0.6 %                    0.2 %
-      ExampleTracker            1.4 %                    0.7 %
-      CircuitCheckpoint         3.1 %                    2.3 %
-      PhaseMonitor              1.8 %                    0.3 %
+      GradientMonitor           0.7 %                    0.2 %
+      ExampleTracker            1.5 %                    0.7 %
+      CircuitCheckpoint         3.2 %                    1.8 %
+      PhaseMonitor              2.1 %                    0.3 %
 
 Log-spaced cadences are dense early, so short runs pay more per step than full ones.
 
