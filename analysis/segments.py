@@ -48,7 +48,8 @@ def segment_costs(x: np.ndarray, Y: np.ndarray, per_column: bool = False) -> np.
     """
     x = np.asarray(x, dtype=float)
     Y = np.asarray(Y, dtype=float)
-    Y = Y.reshape(*Y.shape[:-2], len(x), -1) if Y.ndim == 3 else Y.reshape(len(x), -1)
+    if Y.ndim < 3:
+        Y = Y.reshape(len(x), -1)
     W = np.isfinite(Y).astype(float)
     Y0 = np.where(W > 0, Y, 0.0)
     X = x[:, None] * W
@@ -82,12 +83,12 @@ def _partition_tables(C: np.ndarray, max_segments: int, min_size: int) -> tuple[
 
 
 def _starts(arg: list, k: int, n: int) -> np.ndarray:
-    """[B, k-1] first rows of segments 2..k of the best k-segment partitions (ascending)."""
-    jj, starts = np.full(arg[1].shape[0] if k > 1 else 0, n), []
+    """[B, k-1] first rows of segments 2..k (k >= 2) of the best k-segment partitions (ascending)."""
+    jj, starts = np.full(arg[1].shape[0], n), []
     for kk in range(k, 1, -1):
         jj = arg[kk - 1][np.arange(jj.size), jj]
         starts.append(jj)
-    return np.stack(starts[::-1], 1) if starts else np.zeros((jj.size, 0), dtype=int)
+    return np.stack(starts[::-1], 1)
 
 
 def best_partitions(C: np.ndarray, max_segments: int, min_size: int) -> dict:
