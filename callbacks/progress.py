@@ -130,8 +130,8 @@ def recompute_series(probe: Any, model: nn.Module, steps: Sequence[int], snapsho
     ``probe`` is a set-up ``FourierProbe`` (its grid and labels); ``model`` is copied, never
     modified; ``snapshots`` [n_steps, n_weights] in ``layout``. As in Nanda et al.'s code, the
     forward pass runs in float32 (the precision the stored weights have and the model trained
-    in) and the projections and cross-entropies in float64 (``progress_losses``); the logits
-    are those the live probe saw at the same step.
+    in) and the projections and cross-entropies in float64 (``progress_losses``); for a
+    float32 model the logits are those the live probe saw at the same step.
     """
     device = next(model.parameters()).device
     work = copy.deepcopy(model).to(device, torch.float32).eval()
