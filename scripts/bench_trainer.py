@@ -4,12 +4,13 @@
 ``pl.Trainer`` (TraceLogger writing the SQLite store, evaluation of the full train and val
 sets every 20 steps, no tracking callbacks, no checkpoints, no progress bar) against a bare
 loop with the same model, AdamW, warmup schedule, loss and evaluation cadence: the default path
-(``PhaseModule(lean_step=True)``, routine store flushes on the writer thread) and, for
-reference, the plain one (Lightning's automatic optimization, flushes in the training thread).
+(what ``phasewatch fit`` runs: ``PhaseModule(lean_step=True)``, routine store flushes on the
+writer thread, ``NullProfiler``) and, for reference, the plain one (Lightning's automatic
+optimization, flushes in the training thread, Lightning's default ``PassThroughProfiler``).
 The arms are interleaved, ``--reps`` times each; the median ratio of speeds is printed with the
 range over repeats (goal >= 0.95 for the default path). A fourth arm, Lightning's floor, runs a
 module whose step does no math (one optimizer step of a single parameter, an empty validation
-step) under the same Trainer: the per-step cost of Lightning's loop itself, which no module can
+step) under the default path's Trainer: the per-step cost of Lightning's loop itself, which no module can
 go below, and the best ratio it leaves for the config (bare step time / (bare + floor)).
 (b) the 1-layer transformer's output-position-only computation against all positions at
 d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
@@ -36,6 +37,7 @@ import torch
 from phasewatch.callbacks.trace_logger import TraceLogger
 from phasewatch.trainer.data import TaskDataModule
 from phasewatch.trainer.module import PhaseModule
+from phasewatch.trainer.null_profiler import NullProfiler
 
 import bench_transformer
 
@@ -83,7 +85,8 @@ def lightning_seconds(data_kw: dict, module_kw: dict, steps: int, lean: bool = T
                              logger=TraceLogger(root, background=lean), callbacks=[clock],
                              enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False,
-                             num_sanity_val_steps=0, accelerator="cpu", devices=1)
+                             num_sanity_val_steps=0, accelerator="cpu", devices=1,
+                             profiler=NullProfiler() if lean else None)
         trainer.fit(module, dm)
     return clock.seconds
 
