@@ -39,6 +39,7 @@ from phasewatch.callbacks.trace_logger import TraceLogger, split_run_id
 
 from phasewatch.analysis.cli_errors import option_strings, with_suggestion
 
+from .allocator import keep_freed_memory
 from .checkpoint_io import AtomicCheckpointIO
 from .data import TaskDataModule
 from .fit_console import EventPrinter, StepProgressBar, usage_error
@@ -123,6 +124,7 @@ class PhaseCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         run, trainer_cfg = config.run, config.trainer
         self._set_threads(run.threads, processes_per_host(trainer_cfg.devices))
+        keep_freed_memory()  # else glibc hands a step's freed activations back to the OS
         if run.resume:
             run_dir = Path(run.resume)
             name, version = split_run_id(run_dir.name)

@@ -16,7 +16,6 @@ Example (what the driver submits):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["run_trial", "existing_run", "keep_freed_memory", "stop_worker_profiler"]
+__all__ = ["run_trial", "existing_run", "stop_worker_profiler"]
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -59,32 +58,6 @@ def existing_run(root: Path) -> Optional[Path]:
         else:
             shutil.rmtree(d)
     return keep
-
-
-TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
-
-
-def keep_freed_memory() -> bool:
-    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_`` (64 KiB) in a worker, where glibc honours it.
-
-    With that variable set, glibc stops raising its mmap threshold, so every tensor over 128 KiB
-    is a fresh ``mmap`` that page-faults on first touch and is unmapped when freed: config A
-    trained 1.7x slower in a Dask worker than in ``phasewatch fit``. This sets the thresholds
-    glibc's own adjustment settles at (mmap 32 MiB, trim 64 MiB). A ``LocalCluster`` started by
-    the sweep never sets the variable; workers the user started may. Returns True if it acted.
-
-    Example:
-        >>> os.environ.get(TRIM_ENV) is None and not keep_freed_memory()
-        True
-    """
-    if not os.environ.get(TRIM_ENV) or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (musl): the variable means nothing there
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 64 << 20))
 
 
 PROFILER_CALLBACKS = ("profile", "profile-cycle")
@@ -165,8 +138,7 @@ def run_trial(sweep_dir: str, trial_id: str, fit_args: list[str], name: str,
     trained = run_dir is None or _status(run_dir) != "success"
     resumed = trained and run_dir is not None
     if trained:
-        keep_freed_memory()
-        stop_worker_profiler()
+        stop_worker_profiler()  # glibc's thresholds: fit sets them (trainer/allocator.py)
         (root / "attempt.json").write_text(json.dumps(
             {"host": socket.gethostname(), "pid": os.getpid(), "started": start,
              "resume": str(run_dir) if run_dir else None}))

@@ -14,14 +14,15 @@ pytest.importorskip("distributed")
 
 import dask  # noqa: E402
 from phasewatch.trainer.sweep import _client  # noqa: E402
-from phasewatch.trainer.sweep_trial import TRIM_ENV, stop_worker_profiler  # noqa: E402
+from phasewatch.trainer.allocator import TRIM_ENV  # noqa: E402
+from phasewatch.trainer.sweep_trial import stop_worker_profiler  # noqa: E402
 
 # Page faults while allocating, filling and freeing forty 4 MiB tensors, before and after
 # keep_freed_memory(): a fresh mmap per tensor faults all its ~1,000 pages each time; memory
 # kept by the allocator faults only on the first round.
 FAULTS = """
 import resource, torch
-from phasewatch.trainer.sweep_trial import keep_freed_memory
+from phasewatch.trainer.allocator import keep_freed_memory
 
 def faults():
     torch.ones(1 << 20)  # warm-up: the allocator's own first growth is not what is measured
