@@ -147,10 +147,12 @@ def hook_shares(config: str, steps: int, root: str) -> None:
     import torch
 
     from phasewatch.callbacks import TraceLogger, default_callbacks
+    from phasewatch.trainer.allocator import keep_freed_memory
     from phasewatch.trainer.data import TaskDataModule
     from phasewatch.trainer.module import PhaseModule
 
     torch.set_num_threads(1)
+    keep_freed_memory()  # as in `phasewatch fit`
     spent: dict[str, float] = defaultdict(float)
     callbacks = default_callbacks()
     for cb in callbacks:

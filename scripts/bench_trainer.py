@@ -7,7 +7,8 @@ loop with the same model, AdamW, warmup schedule, loss and evaluation cadence: t
 (what ``phasewatch fit`` runs: ``PhaseModule(lean_step=True)``, routine store flushes on the
 writer thread, ``NullProfiler``) and, for reference, the plain one (Lightning's automatic
 optimization, flushes in the training thread, Lightning's default ``PassThroughProfiler``).
-The arms are interleaved, ``--reps`` times each; the median ratio of speeds is printed with the
+All arms run with glibc's malloc thresholds as ``phasewatch fit`` sets them
+(``trainer/allocator.py``). The arms are interleaved, ``--reps`` times each; the median ratio of speeds is printed with the
 range over repeats (goal >= 0.95 for the default path). A fourth arm, Lightning's floor, runs a
 module whose step does no math (one optimizer step of a single parameter, an empty validation
 step) under the default path's Trainer: the per-step cost of Lightning's loop itself, which no module can
@@ -35,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 
 from phasewatch.callbacks.trace_logger import TraceLogger
+from phasewatch.trainer.allocator import keep_freed_memory
 from phasewatch.trainer.data import TaskDataModule
 from phasewatch.trainer.module import PhaseModule
 from phasewatch.trainer.null_profiler import NullProfiler
@@ -137,6 +139,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = ap.parse_args()
     torch.set_flush_denormal(True)
+    keep_freed_memory()  # glibc's thresholds as `phasewatch fit` sets them, for every arm
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"(a) Lightning path vs bare loop, threads={torch.get_num_threads()}, reps={args.reps}")
