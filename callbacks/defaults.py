@@ -9,19 +9,19 @@ Run without tracking (for overhead comparisons): ``default_callbacks(tracking=Fa
 ``off`` / ``false``. With the CLI: ``PHASEWATCH_TRACKING=0 phasewatch fit --config ...``.
 
 Default cadences (``DEFAULT_CADENCES``) and probe sizes were set from measured costs.
-``python scripts/bench_callbacks.py`` (2026-12-02, 2-core machine, one torch thread, validation
+``python scripts/bench_callbacks.py`` (2026-12-03, 2-core machine, one torch thread, validation
 every 20 steps, each config for its own ``max_steps``): whole-process median ratio with / without
 the set, with its 95 % bootstrap interval over pairs run side by side, and the time spent inside
 each callback's hooks as a share of the rest of one in-process run:
 
     config                      A (4,000 steps)          C (5,000 steps)
-    default set, end to end     1.070 [1.056, 1.085]     0.976 [0.958, 1.069]
-    default set, in hooks       7.8 %                    3.1 %
+    default set, end to end     1.066 [1.051, 1.084]     1.026 [1.018, 1.049]
+    default set, in hooks       6.5 %                    2.9 %
       WeightNormMonitor         0.3 %                    0.1 %
-      GradientMonitor           0.7 %                    0.2 %
-      ExampleTracker            1.5 %                    0.7 %
-      CircuitCheckpoint         3.2 %                    1.8 %
-      PhaseMonitor              2.1 %                    0.3 %
+      GradientMonitor           0.6 %                    0.2 %
+      ExampleTracker            1.3 %                    0.7 %
+      CircuitCheckpoint         2.4 %                    1.6 %
+      PhaseMonitor              1.9 %                    0.3 %
 
 Log-spaced cadences are dense early, so short runs pay more per step than full ones.
 
