@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pytorch_lightning.profilers import SimpleProfiler
 
 from phasewatch.trainer.cli import PhaseCLI
 from phasewatch.trainer.data import TaskDataModule
 from phasewatch.trainer.module import PhaseModule
 from phasewatch.trainer.null_profiler import NullProfiler
+
+# PhaseCLI takes its arguments from ``args`` here, as ``phasewatch fit``'s main does
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "modadd_mlp.yaml")
 
