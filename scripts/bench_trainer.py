@@ -8,11 +8,12 @@ loop with the same model, AdamW, warmup schedule, loss and evaluation cadence: t
 writer thread, ``NullProfiler``) and, for reference, the plain one (Lightning's automatic
 optimization, flushes in the training thread, Lightning's default ``PassThroughProfiler``).
 All arms run with glibc's malloc thresholds as ``phasewatch fit`` sets them
-(``trainer/allocator.py``). The arms are interleaved, ``--reps`` times each; the median ratio of speeds is printed with the
-range over repeats (goal >= 0.95 for the default path). A fourth arm, Lightning's floor, runs a
-module whose step does no math (one optimizer step of a single parameter, an empty validation
-step) under the default path's Trainer: the per-step cost of Lightning's loop itself, which no module can
-go below, and the best ratio it leaves for the config (bare step time / (bare + floor)).
+(``trainer/allocator.py``). The arms are interleaved, ``--reps`` times each; the median ratio
+of speeds is printed with the range over repeats (goal >= 0.95 for the default path). A fourth
+arm, Lightning's floor, runs a module whose step does no math (one optimizer step of a single
+parameter, an empty validation step) under the default path's Trainer: the per-step cost of
+Lightning's loop itself, which no module can go below, and the best ratio it leaves for the
+config (bare step time / (bare + floor)).
 (b) the 1-layer transformer's output-position-only computation against all positions at
 d_model 128 (``scripts/bench_transformer.py``; goal >= 2x).
 (c) start-up: wall time of ``phasewatch fit --config configs/modadd_mlp.yaml`` stopped after

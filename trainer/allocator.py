@@ -17,7 +17,7 @@ calls it; with your own Trainer, call it before ``fit`` (or start Python with
 does nothing.
 
 Example:
-    >>> keep_freed_memory() in (True, False)   # False where glibc is not the C library
+    >>> keep_freed_memory()   # on Linux with glibc; False elsewhere
     True
 """
 from __future__ import annotations
